@@ -1,0 +1,160 @@
+"""Temporal co-denoising (Gen-L-Video, Sec. 3.2 and Supp. III).
+
+A long video of N frames is seen as short clips F_i(v) = v[S*i : S*i+M] that overlap in time. Each step,
+every clip is denoised by a short-video model and the long video is rebuilt as the minimiser of
+sum_i ||W_i (F_i(v) - v^i)||^2, whose closed form is, per frame j, the weighted average of frame j in every
+clip that contains it. Here the averaging weights are the paper's W_i squared; `window_weights` returns
+them directly.
+
+We fuse the *model output* (epsilon, v or x0) rather than the stepped latents: the scheduler step is affine
+in the model output with coefficients that are shared by all frames, so for DDIM the two are identical
+(tests/test_codenoise.py proves it), and stepping once on the whole video keeps multistep schedulers'
+history consistent.
+
+Everything here is pure: no model, no scheduler, no global state.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+
+Window = tuple[int, int]
+Denoise = Callable[[torch.Tensor, object, int], torch.Tensor]
+DenoiseBatch = Callable[[torch.Tensor, object, Sequence[int]], torch.Tensor]
+
+WEIGHT_SCHEMES = ("flat", "gaussian", "pyramid")
+
+
+def make_windows(num_frames: int, length: int, stride: int, *, loop: bool = False) -> list[Window]:
+    """Clip ranges (start, end) with end exclusive, covering every frame.
+
+    M=`length`, S=`stride`. When (N - M) is not a multiple of S, a last window ending exactly at N is added
+    so the tail frames are denoised too (the paper's code drops them). With `loop=True` the windows keep
+    the stride all the way round and wrap past the end (end > N means frames end-N.. come from the start),
+    so the first and last frames are co-denoised together and the video loops seamlessly.
+    """
+    num_frames, length, stride = int(num_frames), int(length), int(stride)
+    if num_frames < 1:
+        raise ValueError(f"The video must have at least 1 frame (got {num_frames}).")
+    if length < 1 or stride < 1:
+        raise ValueError(f"Clip length M and stride S must be at least 1 (got M={length}, S={stride}).")
+    if stride > length:
+        raise ValueError(
+            f"Stride S={stride} is larger than the clip length M={length}: some frames would never be "
+            "denoised. Use S <= M (S = M means isolated clips; M/2 or M/4 is recommended)."
+        )
+    if length > num_frames:
+        raise ValueError(
+            f"Clip length M={length} is longer than the video ({num_frames} frames). "
+            f"Make the video at least {length} frames long or use a shorter clip length."
+        )
+    if loop:
+        count = math.ceil(num_frames / stride)
+        return [(i * stride, i * stride + length) for i in range(count)]
+    windows = [(start, start + length) for start in range(0, num_frames - length + 1, stride)]
+    if windows[-1][1] != num_frames:
+        windows.append((num_frames - length, num_frames))
+    return windows
+
+
+def window_frames(window: Window, num_frames: int) -> torch.Tensor:
+    """Frame indices of a window in the long video (wrapping for looped windows)."""
+    start, end = window
+    return torch.arange(start, end) % num_frames
+
+
+def window_weights(scheme: str, length: int, *, sigma: Optional[float] = None) -> torch.Tensor:
+    """Per-frame fusion weights of one clip (the paper's W_i squared), all strictly positive.
+
+    flat: every frame counts the same (the paper's default). gaussian: centre frames count more, which
+    hides seams because a clip's edge frames, which saw the least temporal context, count least.
+    pyramid: linear ramp 1, 2, ..., peak, ..., 2, 1 (as in MultiDiffusion-style tiling).
+    """
+    if length < 1:
+        raise ValueError(f"Clip length must be at least 1 (got {length}).")
+    idx = torch.arange(length, dtype=torch.float64)
+    centre = (length - 1) / 2
+    if scheme == "flat":
+        w = torch.ones(length, dtype=torch.float64)
+    elif scheme == "gaussian":
+        s = sigma if sigma is not None else max(length / 4.0, 0.5)
+        w = torch.exp(-((idx - centre) ** 2) / (2 * s * s))
+    elif scheme == "pyramid":
+        w = torch.minimum(idx + 1, length - idx)
+    else:
+        raise ValueError(f"Unknown fusion weights '{scheme}'. Choose one of: {', '.join(WEIGHT_SCHEMES)}.")
+    return (w / w.max()).to(torch.float32)
+
+
+def plan_batches(num_windows: int, windows_per_call: int) -> list[list[int]]:
+    """Group window indices into consecutive batches of at most `windows_per_call`."""
+    per = max(1, int(windows_per_call))
+    return [list(range(i, min(i + per, num_windows))) for i in range(0, num_windows, per)]
+
+
+def co_denoise(
+    latents: torch.Tensor,
+    t,
+    windows: Sequence[Window],
+    weights: Sequence[torch.Tensor],
+    denoise: Optional[Denoise] = None,
+    *,
+    denoise_batch: Optional[DenoiseBatch] = None,
+    windows_per_call: int = 1,
+    frame_dim: int = 2,
+) -> torch.Tensor:
+    """One co-denoising evaluation: the fused model output for the whole long video.
+
+    latents: (batch, channels, frames, height, width) (or frames on `frame_dim`).
+    denoise(window_latents, t, i) -> model output for window i, same shape as window_latents.
+    denoise_batch(stacked, t, indices) -> outputs for several windows stacked on dim 0 (each window's
+    batch rows kept together, in order); used when given, `windows_per_call` windows at a time.
+    Returns sum_i W_i F_i^T(out_i) / sum_i W_i per frame, in latents' dtype.
+    """
+    if denoise is None and denoise_batch is None:
+        raise TypeError("co_denoise needs a denoise or a denoise_batch callable.")
+    if len(windows) != len(weights):
+        raise ValueError(f"Got {len(windows)} windows but {len(weights)} weight vectors.")
+    x = latents.movedim(frame_dim, 2) if frame_dim != 2 else latents
+    num_frames = x.shape[2]
+    acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    wsum = torch.zeros(num_frames, dtype=torch.float32, device=x.device)
+    frame_idx = [window_frames(w, num_frames).to(x.device) for w in windows]
+    for i, idx in enumerate(frame_idx):
+        if weights[i].numel() != idx.numel():
+            raise ValueError(f"Window {i} has {idx.numel()} frames but {weights[i].numel()} weights.")
+
+    def merge(i: int, out: torch.Tensor) -> None:
+        w = weights[i].to(device=x.device, dtype=torch.float32)
+        acc.index_add_(2, frame_idx[i], out.to(torch.float32) * w.view(1, 1, -1, 1, 1))
+        wsum.index_add_(0, frame_idx[i], w)
+
+    def window_input(i: int) -> torch.Tensor:
+        chunk = x.index_select(2, frame_idx[i])
+        return chunk.movedim(2, frame_dim) if frame_dim != 2 else chunk
+
+    def to_frames_on_2(out: torch.Tensor) -> torch.Tensor:
+        return out.movedim(frame_dim, 2) if frame_dim != 2 else out
+
+    if denoise_batch is not None:
+        rows = x.shape[0]
+        for group in plan_batches(len(windows), windows_per_call):
+            stacked = torch.cat([window_input(i) for i in group], dim=0)
+            out = to_frames_on_2(denoise_batch(stacked, t, group))
+            if out.shape[0] != rows * len(group):
+                raise ValueError("denoise_batch returned a different batch size than it was given.")
+            for k, i in enumerate(group):
+                merge(i, out[k * rows:(k + 1) * rows])
+    else:
+        for i in range(len(windows)):
+            out = to_frames_on_2(denoise(window_input(i), t, i))
+            merge(i, out)
+
+    if bool((wsum <= 0).any()):
+        missing = torch.nonzero(wsum <= 0).flatten().tolist()
+        raise ValueError(f"Frames {missing[:10]} are not covered by any window with positive weight.")
+    fused = acc / wsum.view(1, 1, -1, 1, 1)
+    fused = fused.to(latents.dtype)
+    return fused.movedim(2, frame_dim) if frame_dim != 2 else fused

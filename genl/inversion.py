@@ -1,0 +1,104 @@
+"""DDIM inversion of a long video, co-denoised with the same clips as sampling (paper Sec. 3.1).
+
+x_{t+1}/sqrt(a_{t+1}) = x_t/sqrt(a_t) + (sqrt((1-a_{t+1})/a_{t+1}) - sqrt((1-a_t)/a_t)) eps(x_t, t)
+with eps the *fused* prediction over all clips, so the inverted noise of overlapping clips agrees and
+deterministic DDIM sampling from it with the source prompt walks back to the video.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from .codenoise import co_denoise
+from .sampling import check_cancel
+
+
+def inversion_timesteps(scheduler, num_inference_steps: int, strength: float = 1.0) -> list[int]:
+    """The DDIM sampling timesteps (high to low) that inversion walks up, cut to `strength` of the schedule."""
+    scheduler.set_timesteps(num_inference_steps)
+    steps = [int(t) for t in scheduler.timesteps]
+    keep = max(1, int(round(len(steps) * strength)))
+    return steps[len(steps) - keep:]
+
+
+def _to_epsilon(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":
+        return alpha.sqrt() * out + (1 - alpha).sqrt() * x
+    if prediction_type == "sample":
+        return (x - alpha.sqrt() * out) / (1 - alpha).sqrt()
+    raise ValueError(f"Unsupported prediction type '{prediction_type}'.")
+
+
+@torch.no_grad()
+def ddim_invert(
+    latents: torch.Tensor,
+    timesteps: list[int],
+    alphas_cumprod: torch.Tensor,
+    windows,
+    weights,
+    denoise_batch,
+    *,
+    prediction_type: str = "epsilon",
+    final_alpha: Optional[float] = None,
+    windows_per_call: int = 1,
+    callback: Optional[Callable] = None,
+    is_cancelled: Optional[Callable[[], bool]] = None,
+) -> torch.Tensor:
+    """Clean latents x_0 -> noisy x_T at timesteps[0] (the first sampling timestep).
+
+    `timesteps` are the sampling timesteps, high to low; inversion climbs them in reverse. The model is
+    evaluated at the current (less noisy) point with the next timestep, as in diffusers' DDIMInverseScheduler.
+    """
+    acp = alphas_cumprod.to(torch.float64)
+    up = list(reversed(timesteps))
+    x = latents.to(torch.float32)
+    prev_alpha = torch.tensor(final_alpha if final_alpha is not None else float(acp[0]), dtype=torch.float64)
+    for i, t in enumerate(up):
+        check_cancel(is_cancelled)
+        alpha = acp[int(t)]
+        out = co_denoise(x, t, windows, weights, denoise_batch=denoise_batch, windows_per_call=windows_per_call)
+        eps = _to_epsilon(out.to(torch.float64), x.to(torch.float64), prev_alpha, prediction_type)
+        x0 = (x.to(torch.float64) - (1 - prev_alpha).sqrt() * eps) / prev_alpha.sqrt()
+        x = (alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps).to(torch.float32)
+        prev_alpha = alpha
+        if callback is not None:
+            callback("inversion", i + 1, len(up), x0.to(torch.float32))
+    check_cancel(is_cancelled)
+    return x
+
+
+def inversion_cache_key(video_hash: str, model: str, settings: dict) -> str:
+    """Same video, model and inversion settings -> same key (the settings are canonical JSON)."""
+    blob = json.dumps({"video": video_hash, "model": model, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class InversionCache:
+    """Inverted noise on disk by key, so re-editing the same clip skips the inversion."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"inv-{key}.pt"
+
+    def load(self, key: str) -> Optional[torch.Tensor]:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # a truncated file from a killed job is just a miss
+            return None
+
+    def save(self, key: str, latents: torch.Tensor) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(key).with_suffix(".tmp")
+        torch.save(latents.detach().cpu(), tmp)
+        tmp.replace(self.path(key))

@@ -1,0 +1,206 @@
+"""The one place that knows hub ids, local folders, single-file checkpoints, devices and dtypes.
+
+Loading is offline-aware: a model already on disk loads without touching the network; a model that is not,
+while the hub is unreachable, fails at once with a message that says how to get it (no retry loops).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+import torch
+
+DEFAULT_SD = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+DEMO_NAME = "demo"
+DEMO_NOTICE = "demo model: synthetic shapes world (a tiny model trained by this project; not Stable Diffusion)"
+
+
+class ModelNotAvailable(ValueError):
+    """A model that is neither on disk nor downloadable right now."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("A CUDA GPU was requested but none is available here. Use --device cpu.")
+    return dev
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """fp16 on GPUs by default (bf16 on request), fp32 on CPUs, where half precision is slow or unsupported."""
+    if precision in ("auto", None, ""):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if precision not in table:
+        raise ValueError(f"Unknown precision '{precision}'. Choose auto, fp16, bf16 or fp32.")
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is not supported on the CPU; use fp32 or bf16.")
+    return table[precision]
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connect within `timeout` (False when HF_HUB_OFFLINE)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def how_to_get(model: str) -> str:
+    return (
+        f"The model '{model}' is not on this machine and the Hugging Face Hub cannot be reached. "
+        f"On a computer with internet run `hf download {model}` and copy its cache folder "
+        "(~/.cache/huggingface/hub) here, or download the model to a folder and give that folder's path "
+        f"instead. The bundled demo model works offline: choose '{DEMO_NAME}'."
+    )
+
+
+def model_kind(path: str) -> Optional[str]:
+    """'animatediff', 'sd' or None for a local diffusers folder, from its model_index.json."""
+    index = Path(path) / "model_index.json"
+    if not index.exists():
+        return None
+    name = json.loads(index.read_text()).get("_class_name", "")
+    return "animatediff" if "AnimateDiff" in name else "sd"
+
+
+def _from_pretrained(cls, model: str, **kwargs):
+    """Load from a local folder or the hub cache; download only when the hub is reachable."""
+    if Path(model).exists():
+        return cls.from_pretrained(model, local_files_only=True, **kwargs)
+    try:
+        return cls.from_pretrained(model, local_files_only=True, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as err:
+        if not hub_reachable():
+            raise ModelNotAvailable(how_to_get(model)) from err
+    return cls.from_pretrained(model, **kwargs)
+
+
+def load_sd_components(model: str, dtype: torch.dtype, config: Optional[str] = None) -> dict:
+    """vae, text_encoder, tokenizer, unet, scheduler of an SD-1.x/2.x model (folder, hub id, or .safetensors)."""
+    from diffusers import StableDiffusionPipeline
+
+    model = resolve_model_path(model)
+    kwargs = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    if model.endswith((".safetensors", ".ckpt")):
+        if not Path(model).exists():
+            raise ModelNotAvailable(f"The checkpoint file '{model}' does not exist.")
+        # single-file checkpoints (DreamBooth/LoRA merges) need the base model's configs; offline they must be local
+        extra = {"config": config} if config else {}
+        try:
+            pipe = StableDiffusionPipeline.from_single_file(model, local_files_only=not hub_reachable(),
+                                                            **extra, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ModelNotAvailable(
+                f"Could not load the checkpoint '{model}': its model configs are not on this machine. "
+                f"Give the base model's folder with --config (e.g. a local copy of {DEFAULT_SD})."
+            ) from err
+    else:
+        pipe = _from_pretrained(StableDiffusionPipeline, model, **kwargs)
+    return {k: pipe.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def load_animatediff_components(model: str, dtype: torch.dtype, motion_adapter: str = "") -> dict:
+    """SD base + motion module -> components with a UNetMotionModel (or a saved AnimateDiff folder as is)."""
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    model = resolve_model_path(model)
+    if model_kind(model) == "animatediff":
+        pipe = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype)
+    else:
+        adapter = _from_pretrained(MotionAdapter, motion_adapter or DEFAULT_MOTION_ADAPTER, dtype=dtype)
+        pipe = _from_pretrained(AnimateDiffPipeline, model, motion_adapter=adapter, dtype=dtype)
+    return {k: pipe.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def resolve_model_path(model: str) -> str:
+    """'demo' -> the bundled demo folder; anything else unchanged."""
+    if model in (DEMO_NAME, "", None):
+        if not DEMO_DIR.exists():
+            raise ModelNotAvailable("The bundled demo model is missing from assets/demo-model.")
+        return str(DEMO_DIR)
+    return str(model)
+
+
+def demo_available() -> bool:
+    return (DEMO_DIR / "model_index.json").exists()
+
+
+class ModelManager:
+    """Keeps loaded pipelines between jobs: each (pipeline, model, precision, device) loads once."""
+
+    def __init__(self):
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, pipeline: str, model: str, *, device: str = "auto", precision: str = "auto",
+            motion_adapter: str = ""):
+        from .pipelines import LongAnimateDiffPipeline, LongTuningFreePipeline, LongVideoEditPipeline
+
+        dev = resolve_device(device)
+        dtype = resolve_dtype(precision, dev)
+        family = "animatediff" if pipeline == "animatediff" else "sd"
+        key = (family, model, motion_adapter, str(dev), str(dtype))
+        with self._lock:
+            if key not in self._cache:
+                if family == "animatediff":
+                    comps = load_animatediff_components(model, dtype, motion_adapter)
+                else:
+                    comps = load_sd_components(model, dtype)
+                for part in ("vae", "text_encoder", "unet"):
+                    comps[part] = comps[part].to(dev).eval()
+                self._cache[key] = comps
+            comps = self._cache[key]
+        classes = {"animatediff": LongAnimateDiffPipeline, "tuning_free": LongTuningFreePipeline,
+                   "edit": LongVideoEditPipeline}
+        if pipeline not in classes:
+            raise ValueError(f"Unknown pipeline '{pipeline}'.")
+        if family == "sd" and model_kind(resolve_model_path(model)) == "animatediff":
+            raise ValueError(f"'{model}' is a text-to-video (AnimateDiff) model; this mode needs an image model.")
+        return classes[pipeline](**{k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")})
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def available_models(configured: Optional[list] = None) -> list[dict]:
+    """For the Settings tab: each configured model, where it comes from, and whether it can load now."""
+    entries = [{"name": DEMO_NAME, "source": str(DEMO_DIR), "available": demo_available(), "note": DEMO_NOTICE}]
+    online = None
+    for name in configured or [DEFAULT_SD, DEFAULT_MOTION_ADAPTER]:
+        if Path(name).exists():
+            entries.append({"name": name, "source": "local folder", "available": True, "note": ""})
+            continue
+        cached = _in_hub_cache(name)
+        if not cached and online is None:
+            online = hub_reachable()
+        entries.append({"name": name, "source": "Hugging Face Hub", "available": bool(cached or online),
+                        "note": "in local cache" if cached else ("downloads on first use" if online else
+                                                                  "not downloaded; the hub is unreachable")})
+    return entries
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return any(r.repo_id == repo_id for r in scan_cache_dir().repos)
+    except Exception:
+        return False

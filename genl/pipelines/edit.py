@@ -1,0 +1,161 @@
+"""Tuning-free long video editing on Stable Diffusion 1.x/2.x (paper Sec. 4, following Pix2Video).
+
+video -> latents (VAE, chunked) -> co-denoised DDIM inversion under the source prompt -> co-denoised
+sampling under the target timeline, with bi-directional cross-frame attention in both passes so frames
+share appearance. Optional Pix2Video-style adjacent-frame distance penalty keeps consecutive frames close.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from ..attention import set_cross_frame_attention
+from ..codenoise import make_windows, window_weights
+from ..inversion import InversionCache, ddim_invert, inversion_cache_key, inversion_timesteps
+from ..sampling import co_denoise_sample, make_scheduler
+from ..timeline import Timeline
+from .common import (
+    LongVideoOutput,
+    decode_latents,
+    default_windows_per_call,
+    encode_frames,
+    image_unet_denoiser,
+    timeline_conditions,
+)
+
+
+def adjacent_frame_penalty(scheduler, strength: float, iterations: int = 1):
+    """x0_hook: gradient steps on (strength/2) sum_j ||x0_j - x0_{j-1}||^2 taken on the x0 estimate.
+
+    Pix2Video back-propagates this distance through the UNet; stepping on x0 directly gives the same
+    smoothing direction at no extra model cost (a temporal Laplacian on the prediction).
+    """
+    kind = scheduler.config.prediction_type
+
+    def hook(out, x, t):
+        a = scheduler.alphas_cumprod.to(x.device)[int(t)].float()
+        x, out = x.float(), out.float()
+        if kind == "epsilon":
+            x0 = (x - (1 - a).sqrt() * out) / a.sqrt()
+        elif kind == "v_prediction":
+            x0 = a.sqrt() * x - (1 - a).sqrt() * out
+        else:
+            x0 = out
+        for _ in range(iterations):
+            padded = torch.cat([x0[:, :, :1], x0, x0[:, :, -1:]], dim=2)
+            laplacian = 2 * x0 - padded[:, :, :-2] - padded[:, :, 2:]
+            x0 = x0 - min(strength, 0.25) * laplacian  # <= 1/4 keeps the explicit step stable
+        if kind == "epsilon":
+            return (x - a.sqrt() * x0) / (1 - a).sqrt()
+        if kind == "v_prediction":
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+            return a.sqrt() * eps - (1 - a).sqrt() * x0
+        return x0
+
+    return hook
+
+
+class LongVideoEditPipeline(DiffusionPipeline):
+    """Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler."""
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=scheduler)
+
+    @torch.no_grad()
+    def invert(self, frames: np.ndarray, source: Timeline, *, num_inference_steps: int = 50,
+               clip_length: int = 16, stride: int = 4, weights: str = "flat", attention: str = "bidirectional",
+               strength: float = 1.0, windows_per_call: Optional[int] = None, cache: Optional[InversionCache] = None,
+               cache_id: Optional[dict] = None, callback=None, is_cancelled=None) -> torch.Tensor:
+        """Noise that DDIM sampling under the source prompt maps back to `frames`. Cached by `cache_id`."""
+        device, dtype = self.unet.device, self.unet.dtype
+        num_frames = len(frames)
+        key = inversion_cache_key(cache_id["video"], cache_id["model"], dict(
+            steps=num_inference_steps, M=clip_length, S=stride, weights=weights, attention=attention,
+            strength=strength, source=source.to_json(), size=list(frames.shape), dtype=str(dtype),
+        )) if cache is not None and cache_id else None
+        if key is not None and (hit := cache.load(key)) is not None:
+            if callback is not None:
+                callback("inversion", 1, 1, None)
+            return hit.to(device)
+
+        windows = make_windows(num_frames, clip_length, stride)
+        fusion = [window_weights(weights, clip_length)] * len(windows)
+        set_cross_frame_attention(self.unet, attention, clip_length)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, source.validate(num_frames), windows,
+                                   num_frames, device=device, dtype=dtype, use_cfg=False, per_frame=True)
+        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, 1.0)
+        ddim = make_scheduler("ddim", self.scheduler.config)
+        timesteps = inversion_timesteps(ddim, num_inference_steps, strength)
+        latents = encode_frames(self.vae, frames, device).float()
+        h, w = latents.shape[-2:]
+        per_call = windows_per_call or default_windows_per_call(device, clip_length, h * 8, w * 8, False, dtype)
+        noise = ddim_invert(latents, timesteps, ddim.alphas_cumprod, windows, fusion, denoise,
+                            prediction_type=ddim.config.prediction_type, final_alpha=float(ddim.final_alpha_cumprod),
+                            windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled)
+        if key is not None:
+            cache.save(key, noise)
+        return noise
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        frames: np.ndarray,
+        source: Timeline,
+        target: Timeline,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        clip_length: int = 16,
+        stride: int = 4,
+        weights: str = "flat",
+        attention: str = "bidirectional",
+        strength: float = 1.0,
+        smoothness: float = 0.0,
+        scheduler: str = "ddim",
+        windows_per_call: Optional[int] = None,
+        interpolation: str = "linear",
+        cache: Optional[InversionCache] = None,
+        cache_id: Optional[dict] = None,
+        callback: Optional[Callable] = None,
+        is_cancelled: Optional[Callable[[], bool]] = None,
+        decode_chunk: int = 8,
+    ) -> LongVideoOutput:
+        device, dtype = self.unet.device, self.unet.dtype
+        num_frames = len(frames)
+        use_cfg = guidance_scale > 1.0
+        target = target.validate(num_frames)
+
+        # 1. invert the source video (cached)
+        noise = self.invert(frames, source, num_inference_steps=num_inference_steps, clip_length=clip_length,
+                            stride=stride, weights=weights, attention=attention, strength=strength,
+                            windows_per_call=windows_per_call, cache=cache, cache_id=cache_id,
+                            callback=callback, is_cancelled=is_cancelled)
+
+        # 2. co-denoised sampling under the target timeline, from the inverted noise
+        windows = make_windows(num_frames, clip_length, stride)
+        fusion = [window_weights(weights, clip_length)] * len(windows)
+        set_cross_frame_attention(self.unet, attention, clip_length)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, target, windows, num_frames, device=device,
+                                   dtype=dtype, use_cfg=use_cfg, per_frame=True, interpolation=interpolation)
+        sampler = make_scheduler(scheduler, self.scheduler.config)
+        sampler.set_timesteps(num_inference_steps, device=device)
+        start = len(sampler.timesteps) - max(1, int(round(len(sampler.timesteps) * strength)))
+        timesteps = sampler.timesteps[start:]
+        if hasattr(sampler, "set_begin_index"):
+            sampler.set_begin_index(start)
+        hook = adjacent_frame_penalty(sampler, smoothness) if smoothness > 0 else None
+        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale)
+        h, w = noise.shape[-2:]
+        per_call = windows_per_call or default_windows_per_call(device, clip_length, h * 8, w * 8, use_cfg, dtype)
+        latents = noise.to(device)
+        if float(sampler.init_noise_sigma) > 1.0:  # sigma-form schedulers (Euler): x = x_VP / sqrt(a_t)
+            latents = latents / sampler.alphas_cumprod[int(timesteps[0])].sqrt().to(device)
+        latents = co_denoise_sample(sampler, latents, timesteps, windows, fusion, denoise,
+                                    windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
+                                    x0_hook=hook)
+        out = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
+        return LongVideoOutput(frames=out, latents=latents)

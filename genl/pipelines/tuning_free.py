@@ -1,0 +1,102 @@
+"""Text -> long video, tuning-free, on a plain image model (the cheapest path).
+
+Every frame starts from the same noise (optionally shifted a little each frame, as Text2Video-Zero's motion
+dynamics do, so the content drifts), an image UNet denoises clips with bi-directional cross-frame attention
+so frames share appearance, each frame follows the prompt timeline, and co-denoising makes clips agree.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from diffusers import DiffusionPipeline
+
+from ..attention import set_cross_frame_attention
+from ..codenoise import make_windows, window_weights
+from ..sampling import co_denoise_sample
+from ..timeline import Timeline
+from .common import (
+    LongVideoOutput,
+    decode_latents,
+    default_windows_per_call,
+    image_unet_denoiser,
+    initial_noise,
+    timeline_conditions,
+)
+
+
+def shared_noise(shape, seed: int, device, init_sigma: float, motion=(0.0, 0.0), share: float = 1.0):
+    """(1, C, F, h, w) noise: one frame of noise for all frames, rolled by `motion` latent pixels per frame,
+    mixed with independent noise when share < 1 (variance stays 1)."""
+    _, c, f, h, w = shape
+    base = initial_noise((1, c, 1, h, w), seed, "cpu", torch.float32)
+    frames = []
+    for k in range(f):
+        dy, dx = int(round(k * motion[1])), int(round(k * motion[0]))
+        frames.append(torch.roll(base, shifts=(dy, dx), dims=(3, 4)))
+    noise = torch.cat(frames, dim=2)
+    if share < 1.0:
+        own = initial_noise(shape, seed + 1, "cpu", torch.float32)
+        noise = share ** 0.5 * noise + (1 - share) ** 0.5 * own
+    return (noise * init_sigma).to(device)
+
+
+class LongTuningFreePipeline(DiffusionPipeline):
+    """Image-model long video. Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler."""
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        timeline: Timeline,
+        num_frames: int = 64,
+        height: int = 512,
+        width: int = 512,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        clip_length: int = 16,
+        stride: int = 4,
+        weights: str = "flat",
+        loop: bool = False,
+        seed: int = 0,
+        attention: str = "bidirectional",
+        motion=(0.0, 0.0),
+        noise_share: float = 1.0,
+        windows_per_call: Optional[int] = None,
+        interpolation: str = "linear",
+        transition_frames: int = 0,
+        callback: Optional[Callable] = None,
+        is_cancelled: Optional[Callable[[], bool]] = None,
+        decode_chunk: int = 8,
+    ) -> LongVideoOutput:
+        device, dtype = self.unet.device, self.unet.dtype
+        use_cfg = guidance_scale > 1.0
+        timeline = timeline.validate(num_frames)
+
+        windows = make_windows(num_frames, clip_length, stride, loop=loop)
+        fusion = [window_weights(weights, clip_length)] * len(windows)
+        set_cross_frame_attention(self.unet, attention, clip_length)
+
+        # an image model sees frames one by one, so each frame gets its own interpolated condition
+        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, windows, num_frames,
+                                   device=device, dtype=dtype, use_cfg=use_cfg, per_frame=True,
+                                   interpolation=interpolation, transition=transition_frames)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (1, self.unet.config.in_channels, num_frames,
+                 height // self.vae_scale_factor, width // self.vae_scale_factor)
+        latents = shared_noise(shape, seed, device, self.scheduler.init_noise_sigma, motion, noise_share)
+
+        denoise_batch = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale)
+        per_call = windows_per_call or default_windows_per_call(device, clip_length, height, width, use_cfg, dtype)
+        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, windows, fusion,
+                                    denoise_batch, windows_per_call=per_call, callback=callback,
+                                    is_cancelled=is_cancelled)
+
+        frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
+        return LongVideoOutput(frames=frames, latents=latents)

@@ -1,0 +1,157 @@
+"""Job settings as small dataclasses with the paper's defaults, validated in one place.
+
+A settings object is plain data (JSON round-trips through `to_dict`/`from_dict`), so a job can be queued,
+stored, shown and re-run exactly. `validate()` raises ValueError with a message a person can act on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+from .codenoise import WEIGHT_SCHEMES, make_windows
+from .timeline import Timeline, load_timeline
+
+SCHEDULERS = ("ddim", "dpm++", "euler", "euler_a", "unipc", "lcm")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+
+
+@dataclass
+class CoDenoiseSettings:
+    """M, S and the fusion weights W_i (paper: M=16, S=4; S=M means isolated clips)."""
+
+    clip_length: int = 16
+    stride: int = 4
+    weights: str = "flat"
+    loop: bool = False
+    windows_per_call: Optional[int] = None  # None: from free GPU memory
+    interpolation: str = "linear"  # how clips across prompt changes mix text embeddings
+    transition_frames: int = 0  # soft prompt change width for per-frame conditioning
+
+    def validate(self, num_frames: int) -> None:
+        if self.weights not in WEIGHT_SCHEMES:
+            raise ValueError(f"Unknown fusion weights '{self.weights}'. Choose one of: {', '.join(WEIGHT_SCHEMES)}.")
+        if self.interpolation not in ("linear", "slerp"):
+            raise ValueError("Prompt interpolation must be 'linear' or 'slerp'.")
+        make_windows(num_frames, self.clip_length, self.stride, loop=self.loop)
+
+
+@dataclass
+class _Common:
+    prompt: str = ""  # a timeline in text form, JSON text, or a .json path
+    negative_prompt: str = ""
+    num_frames: int = 64
+    width: int = 512
+    height: int = 512
+    fps: float = 8.0
+    steps: int = 50
+    guidance: float = 7.5
+    scheduler: str = "ddim"
+    seed: int = 0
+    model: str = "demo"
+    precision: str = "auto"
+    device: str = "auto"
+    max_frames: int = 1024
+    codenoise: CoDenoiseSettings = field(default_factory=CoDenoiseSettings)
+
+    def timeline(self) -> Timeline:
+        tl = load_timeline(self.prompt)
+        if self.negative_prompt and tl.segments:
+            tl.segments = [s if s.negative else type(s)(s.start, s.end, s.prompt, self.negative_prompt)
+                           for s in tl.segments]
+        return tl.validate(self.num_frames)
+
+    def validate(self) -> None:
+        if not (self.prompt or "").strip():
+            raise ValueError("The prompt is empty: describe the video you want.")
+        if self.num_frames < 1:
+            raise ValueError(f"The video length must be at least 1 frame (got {self.num_frames}).")
+        if self.num_frames > self.max_frames:
+            raise ValueError(
+                f"{self.num_frames} frames is above this studio's limit of {self.max_frames} frames. "
+                "Make the video shorter or raise --max-frames."
+            )
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v < 32 or v > 2048 or v % 8:
+                raise ValueError(f"The {name} must be a multiple of 8 between 32 and 2048 (got {v}).")
+        if not 1 <= self.steps <= 1000:
+            raise ValueError(f"Steps must be between 1 and 1000 (got {self.steps}).")
+        if self.guidance < 0:
+            raise ValueError(f"Guidance must not be negative (got {self.guidance}).")
+        if self.fps <= 0 or self.fps > 120:
+            raise ValueError(f"Frames per second must be between 0 and 120 (got {self.fps}).")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"Unknown scheduler '{self.scheduler}'. Choose one of: {', '.join(SCHEDULERS)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision '{self.precision}'. Choose one of: {', '.join(PRECISIONS)}.")
+        self.codenoise.validate(self.num_frames)
+        self.timeline()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"] = self.kind
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = dict(data)
+        data.pop("kind", None)
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+        if isinstance(data.get("codenoise"), dict):
+            data["codenoise"] = CoDenoiseSettings(**data["codenoise"])
+        return cls(**data)
+
+
+@dataclass
+class GenerateSettings(_Common):
+    """Text -> long video. pipeline: 'animatediff' (text-to-video model) or 'tuning_free' (image model)."""
+
+    kind = "generate"
+    pipeline: str = "animatediff"
+    motion_adapter: str = ""  # AnimateDiff motion module; empty means the model's default
+    attention: str = "bidirectional"  # cross-frame attention for image models
+    motion: tuple = (0.0, 0.0)  # tuning-free: latent pixels the shared noise moves per frame (dx, dy)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pipeline not in ("animatediff", "tuning_free"):
+            raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
+
+
+@dataclass
+class EditSettings(_Common):
+    """Tuning-free editing of an uploaded video: invert with the source prompt, resample with the target."""
+
+    kind = "edit"
+    video: str = ""
+    source_prompt: str = ""
+    start: float = 0.0  # seconds
+    end: Optional[float] = None
+    attention: str = "bidirectional"
+    inversion_steps: Optional[int] = None  # default: same as steps
+    smoothness: float = 0.0  # Pix2Video-style adjacent-frame distance penalty strength (0 = off)
+    strength: float = 1.0  # fraction of the schedule to invert and resample (1 = full)
+    cache_dir: str = ""
+
+    def validate(self) -> None:
+        if not self.video:
+            raise ValueError("No video given: upload the video to edit.")
+        if not (self.source_prompt or "").strip():
+            raise ValueError("The source prompt is empty: describe what the uploaded video shows.")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"Edit strength must be above 0 and at most 1 (got {self.strength}).")
+        if self.smoothness < 0:
+            raise ValueError("Smoothness must not be negative.")
+        super().validate()
+
+
+def settings_from_dict(data: dict):
+    """The settings class named by data['kind'] ('generate' or 'edit')."""
+    kinds = {"generate": GenerateSettings, "edit": EditSettings}
+    kind = data.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"Unknown job kind '{kind}'. Expected one of: {', '.join(kinds)}.")
+    return kinds[kind].from_dict(data)
