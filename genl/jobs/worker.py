@@ -1,0 +1,312 @@
+"""The worker: pops job specs, runs the engine, reports events. One per GPU (a CPU worker when none).
+
+`serve` is the loop (jobs in, events out, models kept loaded between jobs). It runs in a spawned process
+(`ProcessWorker`, the normal case: a crash or OOM kill of one job cannot take the server down) or, on
+Hugging Face ZeroGPU where only the main process may hold the GPU, in a thread (`ThreadWorker`).
+
+Cancelling is a flag keyed by job id: the server writes the id into a shared buffer and the job's
+`is_cancelled()` compares it with its own id, so a late cancel can never hit the next job. Besides the
+engine's own check, the progress callback raises `JobCancelled`, so any job function stops within a step.
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import multiprocessing as mp
+import queue
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import events
+from .preview import Previewer, load_tiny_decoder
+from .spec import JobSpec
+
+DEFAULT_JOB_FN = "genl.api:run_job"
+OOM_MESSAGE = ("The GPU ran out of memory. Try fewer frames, a smaller resolution, fewer windows per call "
+               "or fp16 precision.")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job (from its progress callback) once it has been cancelled."""
+
+
+def import_string(path: str):
+    module, _, name = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _is_cancel_error(exc: BaseException) -> bool:
+    if isinstance(exc, JobCancelled):
+        return True
+    try:
+        from genl.api import Cancelled
+    except Exception:  # the engine may be absent or broken; the flag check below still applies
+        return type(exc).__name__ == "Cancelled"
+    return isinstance(exc, Cancelled)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def free_memory(device: str) -> None:
+    gc.collect()
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def make_model_manager(device: str):
+    """The engine's model cache, kept alive between jobs; None when the engine has none."""
+    try:
+        from genl.models import ModelManager
+    except ImportError:
+        return None
+    try:
+        return ModelManager(device=device)
+    except TypeError:
+        return ModelManager()
+
+
+class _Clock:
+    """Seconds per step of the current stage, for an ETA."""
+
+    def __init__(self):
+        self.stage, self.t0, self.first_step = None, 0.0, 0
+
+    def eta(self, stage: str, step: int, total: int, later_steps: int = 0) -> Optional[float]:
+        now = time.monotonic()
+        if stage != self.stage:
+            self.stage, self.t0, self.first_step = stage, now, step
+            return None
+        done = step - self.first_step
+        if done <= 0:
+            return None
+        per_step = (now - self.t0) / done
+        return per_step * (total - step + later_steps)
+
+
+def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: str, models, emit: Callable,
+            is_cancelled: Callable[[], bool], preview: dict) -> None:
+    """Run one job and emit started/progress/preview and exactly one of finished/failed/cancelled."""
+    job = spec.id
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = spec.to_settings()
+    if getattr(settings, "device", "auto") == "auto":
+        settings.device = device  # the stored spec keeps "auto", so a re-run may land on any worker
+    previewer = Previewer(out_dir / "previews", max_frames=preview.get("frames", 8),
+                          min_interval=preview.get("interval", 1.0), decoder=preview.get("decoder"))
+    clock = _Clock()
+    last_preview = None
+    steps = int(getattr(settings, "steps", 0) or 0)
+
+    def progress(event: dict) -> None:
+        nonlocal last_preview
+        if is_cancelled():
+            raise JobCancelled()
+        stage, step, total = event.get("stage", "denoise"), int(event.get("step", 0)), int(event.get("total", 0))
+        later = steps if stage == "inversion" else 0
+        emit(events.progress(job, stage, step, total, events.overall_fraction(spec.kind, stage, step, total),
+                             clock.eta(stage, step, total, later)))
+        path = previewer(event.get("x0"), stage, step)
+        if path is not None:
+            last_preview = str(path)
+            emit(events.preview(job, str(path), stage, step))
+
+    emit(events.started(job, worker, device))
+    t0 = time.monotonic()
+    try:
+        result = fn(settings, out_dir, progress=progress, is_cancelled=is_cancelled, models=models)
+        outputs = dict(result or {})
+        video = outputs.get("video")
+        if not video or not Path(video).is_file():
+            raise RuntimeError("the job finished without writing its video file")
+        if last_preview:
+            outputs.setdefault("preview", last_preview)
+        outputs["seconds"] = f"{time.monotonic() - t0:.1f}"
+        outputs["preview_seconds"] = f"{previewer.spent:.2f}"
+        emit(events.finished(job, outputs))
+    except BaseException as exc:  # noqa: BLE001 - every outcome must be reported, the worker lives on
+        if is_cancelled() or _is_cancel_error(exc):
+            emit(events.cancelled(job, "Cancelled while running."))
+        elif isinstance(exc, ValueError):
+            emit(events.failed(job, str(exc)))
+        elif _is_oom(exc):
+            emit(events.failed(job, OOM_MESSAGE))
+        else:
+            traceback.print_exc()
+            emit(events.failed(job, f"Unexpected error ({type(exc).__name__}: {exc}). "
+                                    "The full traceback is in the server log."))
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+    finally:
+        free_memory(device)
+
+
+def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options: dict) -> None:
+    """Worker loop. jobs: (spec json, out dir) tuples, None to stop. out: event dicts.
+
+    Besides job events it sends {"type": "ready"} once models can be served, or {"type": "broken",
+    "message"} if the job function cannot even be imported.
+    """
+    try:
+        fn = import_string(job_fn)
+        if options.get("zerogpu"):
+            import spaces
+
+            fn = spaces.GPU(duration=int(options.get("gpu_duration", 300)))(fn)
+        models = make_model_manager(device)
+        preview = {"frames": options.get("preview_frames", 8), "interval": options.get("preview_interval", 1.0)}
+        if options.get("tiny_decoder"):
+            preview["decoder"] = load_tiny_decoder(options["tiny_decoder"], device)
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        out.put({"type": "broken", "worker": worker, "message": f"{type(exc).__name__}: {exc}"})
+        return
+    out.put({"type": "ready", "worker": worker, "device": device})
+    while True:
+        item = jobs.get()
+        if item is None:
+            return
+        spec_json, out_dir = item
+        spec = JobSpec.from_json(spec_json)
+
+        def is_cancelled(job=spec.id.encode()) -> bool:
+            return cancel_flag.value == job
+
+        run_one(fn, spec, Path(out_dir), worker=worker, device=device, models=models, emit=out.put,
+                is_cancelled=is_cancelled, preview=preview)
+
+
+class _Flag:
+    """Stand-in for multiprocessing.Array('c') in the thread worker."""
+
+    value = b""
+
+
+class _BaseWorker:
+    """Server-side handle: owns the queues, tracks the current job and forwards events to `on_event`."""
+
+    def __init__(self, index: int, device: str, job_fn: str, on_event: Callable[["_BaseWorker", dict], None],
+                 options: Optional[dict] = None):
+        self.index, self.device, self.job_fn = index, device, job_fn
+        self.on_event = on_event
+        self.options = dict(options or {})
+        self.current: Optional[str] = None
+        self.ready = False
+        self.broken = ""
+        self._stopping = False
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.current is None
+
+    def submit(self, spec: JobSpec, out_dir: Path) -> None:
+        self.current = spec.id
+        self.jobs.put((spec.to_json(), str(out_dir)))
+
+    def cancel(self, job_id: str) -> bool:
+        if self.current != job_id:
+            return False
+        self.cancel_flag.value = job_id.encode()
+        return True
+
+    def _forward(self, ev: dict) -> None:
+        if ev["type"] == "ready":
+            self.ready, self.broken = True, ""
+        elif ev["type"] == "broken":
+            self.ready, self.broken = False, ev.get("message", "")
+        elif ev["type"] in events.FINAL_TYPES and ev.get("job") == self.current:
+            self.current = None
+        self.on_event(self, ev)
+
+
+class ThreadWorker(_BaseWorker):
+    """Runs `serve` in a thread of this process (ZeroGPU Spaces; also handy for debugging)."""
+
+    def start(self) -> None:
+        self.jobs, self.cancel_flag = queue.Queue(), _Flag()
+        self._out = _CallbackQueue(self._forward)
+        self._thread = threading.Thread(target=serve, name=f"genl-worker-{self.index}", daemon=True,
+                                        args=(self.index, self.device, self.job_fn, self.jobs, self._out,
+                                              self.cancel_flag, self.options))
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self.jobs.put(None)
+        self._thread.join(timeout)
+
+
+class _CallbackQueue:
+    def __init__(self, callback):
+        self.put = callback
+
+
+class ProcessWorker(_BaseWorker):
+    """Runs `serve` in a spawned process; restarts it if it dies, failing the job it was running."""
+
+    on_crash: Callable[["ProcessWorker", Optional[str], Optional[int]], None] = None
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.jobs, self._out = ctx.Queue(), ctx.Queue()
+        self.cancel_flag = ctx.Array("c", 64, lock=False)
+        self.ready, self.current = False, None
+        self.process = ctx.Process(target=serve, name=f"genl-worker-{self.index}", daemon=True,
+                                   args=(self.index, self.device, self.job_fn, self.jobs, self._out,
+                                         self.cancel_flag, self.options))
+        self.process.start()
+        self._listener = threading.Thread(target=self._listen, args=(self.process, self._out),
+                                          name=f"genl-worker-{self.index}-events", daemon=True)
+        self._listener.start()
+
+    def _listen(self, process, out) -> None:
+        restarts_delay = 0.0
+        while True:
+            try:
+                ev = out.get(timeout=0.2)
+            except queue.Empty:
+                if process.is_alive() or self._stopping:
+                    if self._stopping and not process.is_alive():
+                        return
+                    continue
+                break
+            except (EOFError, OSError):
+                if self._stopping:
+                    return
+                break
+            self._forward(ev)
+            if ev["type"] == "broken":
+                restarts_delay = 30.0  # an import error will not fix itself quickly; do not spin
+        if self._stopping:
+            return
+        job, code = self.current, process.exitcode
+        self.current, self.ready = None, False
+        if self.on_crash is not None:
+            self.on_crash(self, job, code)
+        time.sleep(restarts_delay or 0.5)
+        if not self._stopping:
+            self.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        try:
+            self.jobs.put(None)
+        except (ValueError, OSError):
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        self._listener.join(2)
