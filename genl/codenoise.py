@@ -89,9 +89,13 @@ def window_weights(scheme: str, length: int, *, sigma: Optional[float] = None) -
 
 
 def plan_batches(num_windows: int, windows_per_call: int) -> list[list[int]]:
-    """Group window indices into consecutive batches of at most `windows_per_call`."""
+    """Group window indices into as few calls of at most `windows_per_call` as possible, balanced in size
+    (29 windows by 8 -> 8, 7, 7, 7 rather than 8, 8, 8, 5), so no call runs a small, inefficient batch."""
     per = max(1, int(windows_per_call))
-    return [list(range(i, min(i + per, num_windows))) for i in range(0, num_windows, per)]
+    calls = -(-num_windows // per)
+    sizes = [num_windows // calls + (1 if k < num_windows % calls else 0) for k in range(calls)]
+    starts = [sum(sizes[:k]) for k in range(calls)]
+    return [list(range(a, a + n)) for a, n in zip(starts, sizes)]
 
 
 def co_denoise(
@@ -119,16 +123,17 @@ def co_denoise(
         raise ValueError(f"Got {len(windows)} windows but {len(weights)} weight vectors.")
     x = latents.movedim(frame_dim, 2) if frame_dim != 2 else latents
     num_frames = x.shape[2]
-    acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    wsum = torch.zeros(num_frames, dtype=torch.float32, device=x.device)
+    acc_dtype = torch.promote_types(x.dtype, torch.float32)  # fp16 models still average in fp32
+    acc = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
+    wsum = torch.zeros(num_frames, dtype=acc_dtype, device=x.device)
     frame_idx = [window_frames(w, num_frames).to(x.device) for w in windows]
     for i, idx in enumerate(frame_idx):
         if weights[i].numel() != idx.numel():
             raise ValueError(f"Window {i} has {idx.numel()} frames but {weights[i].numel()} weights.")
 
     def merge(i: int, out: torch.Tensor) -> None:
-        w = weights[i].to(device=x.device, dtype=torch.float32)
-        acc.index_add_(2, frame_idx[i], out.to(torch.float32) * w.view(1, 1, -1, 1, 1))
+        w = weights[i].to(device=x.device, dtype=acc_dtype)
+        acc.index_add_(2, frame_idx[i], out.to(acc_dtype) * w.view(1, 1, -1, 1, 1))
         wsum.index_add_(0, frame_idx[i], w)
 
     def window_input(i: int) -> torch.Tensor:

@@ -110,12 +110,12 @@ def encode_frames(vae, frames: np.ndarray, device, chunk: int = 8) -> torch.Tens
 
 
 def default_windows_per_call(device, clip_length: int, height: int, width: int, use_cfg: bool,
-                             dtype=torch.float16, fraction: float = 0.5) -> int:
+                             dtype=torch.float16, fraction: float = 0.5, max_windows: int = 8) -> int:
     """How many clips to stack per model call: as many as half the free GPU memory allows.
 
-    Activation memory of SD-1.5-sized UNets grows about linearly with frames x pixels; 0.09 GiB per frame
-    at 512x512 in fp16 (with SDPA) was measured on an H100 (bench/results). CPUs gain little from large
-    batches, so they get a fixed small budget.
+    Activation memory of SD-1.5-sized UNets grows about linearly with frames x pixels: about 0.065 GiB per
+    frame at 512x512 in fp16 with SDPA on an H100 (bench/results; we budget 0.09 for headroom). Throughput
+    stops growing past ~8 clips per call there, so more only costs memory. CPUs get a small fixed budget.
     """
     frames_per_window = clip_length * (2 if use_cfg else 1)
     device = torch.device(device)
@@ -124,7 +124,7 @@ def default_windows_per_call(device, clip_length: int, height: int, width: int, 
     free, _ = torch.cuda.mem_get_info(device)
     per_frame = 0.09 * (height * width) / (512 * 512) * (2 if dtype == torch.float32 else 1) * 2**30
     budget_frames = int(free * fraction / per_frame)
-    return max(1, budget_frames // frames_per_window)
+    return max(1, min(max_windows, budget_frames // frames_per_window))
 
 
 def image_unet_denoiser(unet, text: TextConditions, windows, num_frames: int, clip_length: int,
