@@ -46,11 +46,12 @@ class Studio:
     def __init__(self, outputs="outputs", *, devices: Optional[Sequence[str]] = None, job_fn: str = DEFAULT_JOB_FN,
                  max_frames: int = 1024, max_upload_mb: int = 500, preview_interval: float = 1.0,
                  preview_frames: int = 8, tiny_decoder: str = "", threads: Optional[bool] = None,
-                 start: bool = True):
+                 models: Optional[Sequence[str]] = None, start: bool = True):
         self.outputs = Path(outputs).resolve()
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.uploads = self.outputs / "uploads"
         self.max_frames, self.max_upload_mb = int(max_frames), int(max_upload_mb)
+        self.configured_models = list(models or [])
         self.store = JobStore(self.outputs / "jobs.sqlite")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -184,14 +185,14 @@ class Studio:
             from genl.api import estimate
         except ImportError:
             return None
-        return estimate(self._prepare(settings))
+        return estimate(self._prepare(settings, keep_upload=False))
 
     def models(self) -> list[dict]:
         try:
             from genl.models import available_models
         except ImportError:
             return []
-        return list(available_models())
+        return list(available_models(self.configured_models or None))
 
     def info(self) -> dict:
         with self._lock:
@@ -209,7 +210,7 @@ class Studio:
             raise ValueError(f"There is no job '{job_id}' (it may have been deleted).")
         return job
 
-    def _prepare(self, settings):
+    def _prepare(self, settings, keep_upload: bool = True):
         """Apply the studio's limits and folders to settings before validation."""
         if isinstance(settings, dict):
             from genl.settings import settings_from_dict
@@ -217,7 +218,7 @@ class Studio:
             settings = settings_from_dict(settings)
         settings.max_frames = min(int(settings.max_frames), self.max_frames)
         if getattr(settings, "kind", "") == "edit":
-            if settings.video:
+            if settings.video and keep_upload:
                 settings.video = self._keep_upload(settings.video)
             if hasattr(settings, "cache_dir") and not settings.cache_dir:
                 settings.cache_dir = str(self.outputs / "cache")

@@ -1,0 +1,67 @@
+"""Gen-L Studio: `python app.py` serves the web app on http://127.0.0.1:7860 (see --help)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+CSS = ".genl-strip svg{border:1px solid #ddd;border-radius:6px} .genl-missing{border-left:4px solid #e67e22;padding-left:8px}"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Gen-L Studio web app")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="public gradio.live link (needs internet)")
+    p.add_argument("--auth", default=os.environ.get("GENL_AUTH", ""), help="user:pass (or env GENL_AUTH)")
+    p.add_argument("--max-frames", type=int, default=1024)
+    p.add_argument("--max-upload-mb", type=int, default=500)
+    p.add_argument("--outputs", default="outputs", help="job folders, history database and uploads")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, or a list like cuda:0,cuda:1")
+    p.add_argument("--models", default="", help="comma-separated hub ids or folders to offer besides the demo")
+    p.add_argument("--tiny-decoder", default="", help="local TAESD folder for sharper live previews")
+    args = p.parse_args(argv)
+    if args.auth and ":" not in args.auth:
+        p.error("--auth must look like user:password")
+    return args
+
+
+def build(args, models=None):
+    """The Studio (workers, history) and the Blocks; the tabs only talk to the Studio."""
+    outputs = Path(args.outputs).resolve()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(outputs / "uploads" / "gradio"))  # uploads stay with outputs
+    import gradio as gr
+
+    from genl.jobs import Studio
+    from genl.jobs.studio import detect_devices
+    from ui import tab_edit, tab_jobs, tab_masks, tab_pose, tab_settings, tab_text
+
+    models = models or [m for m in args.models.split(",") if m.strip()]
+    studio = Studio(outputs, devices=detect_devices(args.device), max_frames=args.max_frames,
+                    max_upload_mb=args.max_upload_mb, tiny_decoder=args.tiny_decoder, models=models)
+    with gr.Blocks(title="Gen-L Studio") as demo:
+        gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "
+                    "(Gen-L-Video: temporal co-denoising).")
+        for title, tab in [("Text → video", tab_text), ("Edit a video", tab_edit), ("Edit anything", tab_masks),
+                           ("Pose control", tab_pose), ("Jobs", tab_jobs), ("Settings / About", tab_settings)]:
+            with gr.Tab(title):
+                tab.create_demo(studio)
+    demo.queue(default_concurrency_limit=None)  # UI events unlimited; GPU events set their own limit
+    return studio, demo
+
+
+def launch(demo, args, **kwargs):
+    outputs = Path(args.outputs).resolve()
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    return demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                       allowed_paths=[str(outputs)], max_file_size=f"{args.max_upload_mb}mb", css=CSS,
+                       show_error=True, **kwargs)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    studio, demo = build(args)
+    try:
+        launch(demo, args)
+    finally:
+        studio.close()

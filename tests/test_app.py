@@ -1,0 +1,126 @@
+"""The app end to end through gradio_client: real engine, tiny models, a real worker process."""
+from __future__ import annotations
+
+import time
+
+import av
+import pytest
+
+from conftest_app import app_server
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server():
+    return app_server()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server.url, verbose=False)
+
+
+def text_job(server, **overrides):
+    rows = overrides.pop("rows", [[0, 7, "a red circle moving left", ""], [8, 15, "a blue square moving right", ""]])
+    params = dict(rows={"headers": ["from", "to", "prompt", "negative"], "data": rows, "metadata": None},
+                  unit="frames", num_frames=16, fps=8, width=32, height=32, model=server.models["animatediff"],
+                  seed=1, randomize=False, steps=3, guidance=7.5, scheduler="ddim", clip_length=8, stride=4,
+                  weights="flat", negative_prompt="", pipeline="animatediff")
+    params.update(overrides)
+    return params
+
+
+def status_of(html: str) -> str:
+    return html.split('data-status="', 1)[1].split('"', 1)[0] if 'data-status="' in html else ""
+
+
+def wait_job(client, job_id, timeout=90):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        details = client.predict(job_id, api_name="/job")
+        if status_of(details[0]) in ("done", "failed", "cancelled"):
+            return details
+        time.sleep(0.3)
+    raise TimeoutError(job_id)
+
+
+def frames_in(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_generate_rerun_cancel_and_serve_again(server, client):
+    # 1. a text -> video job streams progress and a preview, then gives a decodable mp4
+    job = client.submit(**text_job(server), api_name="/generate")
+    updates = list(job)
+    assert job.status().success, job.status()
+    statuses = [u[1] for u in updates]
+    assert any("Denoise step" in s for s in statuses), statuses
+    assert any(u[2] for u in updates), "no live preview arrived"
+    job_id, final, _, video, files = updates[-1]
+    assert status_of(final) == "done"
+    assert frames_in(video) == 16
+    assert any(str(f).endswith(".json") for f in files)
+
+    # 2. re-run with the same settings from the Jobs tab
+    new_id = client.predict(job_id, api_name="/rerun")[0]
+    assert new_id != job_id
+    details = wait_job(client, new_id)
+    assert status_of(details[0]) == "done" and frames_in(details[2]) == 16
+    original = client.predict(job_id, api_name="/job")[4]
+    assert details[4] == original  # exactly the same settings JSON
+
+    # 3. cancel another job mid-run
+    slow = client.submit(**text_job(server, steps=150), api_name="/generate")
+    slow_id = None
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        outs = slow.outputs()
+        if outs and "Denoise step" in outs[-1][1]:
+            slow_id = outs[-1][0]
+            break
+        time.sleep(0.1)
+    assert slow_id, "the slow job never started denoising"
+    t0 = time.monotonic()
+    client.predict(slow_id, api_name="/cancel")
+    slow.result(timeout=30)
+    assert status_of(slow.outputs()[-1][1]) == "cancelled"
+    assert time.monotonic() - t0 < 10
+    assert status_of(client.predict(slow_id, api_name="/job")[0]) == "cancelled"
+
+    # 4. the worker still serves a third job (the image-model pipeline this time)
+    third = client.predict(**text_job(server, model=server.models["sd"], pipeline="tuning_free", steps=2),
+                           api_name="/generate")
+    assert status_of(third[1]) == "done" and frames_in(third[3]) == 16
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(rows=[[0, 5, "a cat", ""], [8, 15, "a dog", ""]]), "gap"),
+    (dict(rows=[[0, 15, "   ", ""]]), "empty"),
+    (dict(num_frames=-4), "at least 1 frame"),
+    (dict(num_frames=100, rows=[[0, 99, "a cat", ""]]), "limit of 64 frames"),
+    (dict(rows=[[4, 2, "a cat", ""]]), "before it starts"),
+])
+def test_bad_text_inputs_are_reported(server, client, overrides, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(**text_job(server, **overrides), api_name="/generate")
+
+
+def test_bad_uploads_are_reported(server, client, tmp_path):
+    not_video = tmp_path / "notes.txt"
+    not_video.write_text("this is not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for path, message in [(not_video, "not a video"), (empty, "empty")]:
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(path)), api_name="/mask_preview")
+
+
+def test_settings_tab_lists_models(server, client):
+    rows, text = client.predict(api_name="/settings")
+    names = [r[0] for r in rows["data"]]
+    assert server.models["animatediff"] in names and "demo" in names
+    assert "cpu" in text and "64 frames" in text

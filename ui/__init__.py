@@ -1,0 +1,1 @@
+"""Gradio UI of Gen-L Studio: one file per tab, each with create_demo(studio) (Text2Video-Zero style)."""

@@ -1,0 +1,220 @@
+"""Widgets the tabs share: the timeline editor, the Advanced accordion, the job view and its stream."""
+from __future__ import annotations
+
+import html
+import gradio as gr
+
+from genl.jobs import events, forms
+from genl.settings import SCHEDULERS, CoDenoiseSettings, GenerateSettings
+from genl.codenoise import WEIGHT_SCHEMES
+
+from .strip import render_strip
+
+DEFAULTS = GenerateSettings()
+# UI-only events: outside the queue, no spinner, callable but not listed in the API page.
+HIDDEN = dict(queue=False, show_progress="hidden", api_visibility="undocumented")
+CN = CoDenoiseSettings()
+
+
+def user_error(err: Exception) -> gr.Error:
+    """A ValueError's message shown as it is (STYLE 12), without a traceback in the log."""
+    return gr.Error(str(err), print_exception=False)
+
+
+class Form:
+    """Named components, so handlers get a dict instead of twenty positional arguments."""
+
+    def __init__(self, **components):
+        self.components = dict(components)
+
+    def add(self, **components):
+        self.components.update(components)
+        return self
+
+    def __getitem__(self, name):
+        return self.components[name]
+
+    @property
+    def inputs(self):
+        return list(self.components.values())
+
+    def values(self, args) -> dict:
+        return dict(zip(self.components, args))
+
+
+# ---- timeline editor -------------------------------------------------------------------------------
+def timeline_editor(prompts, num_frames: int, fps: float, unit: str = forms.SECONDS, label="Prompt timeline"):
+    """Rows (from, to, prompt, negative) + unit switch + add/remove/split + the windows strip."""
+    with gr.Group():
+        unit_radio = gr.Radio([forms.SECONDS, forms.FRAMES], value=unit, label="Times in",
+                              info="Seconds: a row covers [from, to). Frames: both ends included.")
+        table = gr.Dataframe(value=forms.default_rows(unit, fps, num_frames, prompts), headers=forms.COLUMNS,
+                             datatype=["number", "number", "str", "str"], type="array", interactive=True,
+                             column_count=4, label=label, elem_id=None, wrap=True)
+        with gr.Row():
+            add = gr.Button("Add row", size="sm")
+            remove = gr.Button("Remove row", size="sm")
+            split = gr.Button("Split row", size="sm")
+        strip = gr.HTML(label="Segments and co-denoising windows")
+    return Form(unit=unit_radio, rows=table, add=add, remove=remove, split=split, strip=strip,
+                selected=gr.State(None), prev_unit=gr.State(unit))
+
+
+def wire_timeline(tl: Form, fps, num_frames) -> None:
+    """Row buttons and the unit switch; they need the length and fps from the Advanced accordion."""
+
+    def on_select(evt: gr.SelectData):
+        return evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+
+    def guarded(fn):
+        def run(*args):
+            try:
+                return fn(*args)
+            except ValueError as err:
+                raise user_error(err)
+        return run
+
+    ui = HIDDEN
+    tl["rows"].select(on_select, None, tl["selected"], **ui)
+    tl["add"].click(guarded(lambda rows, unit, f, n: forms.add_row(rows, unit, float(f), int(n))),
+                    [tl["rows"], tl["unit"], fps, num_frames], tl["rows"], **ui)
+    tl["remove"].click(lambda rows, sel: (forms.remove_row(rows, sel), None),
+                       [tl["rows"], tl["selected"]], [tl["rows"], tl["selected"]], **ui)
+    tl["split"].click(guarded(lambda rows, sel, unit: (forms.split_row(rows, sel, unit), None)),
+                      [tl["rows"], tl["selected"], tl["unit"]], [tl["rows"], tl["selected"]], **ui)
+    tl["unit"].change(lambda rows, old, new, f: (forms.convert_rows(rows, old, new, float(f or 8)), new),
+                      [tl["rows"], tl["prev_unit"], tl["unit"], fps], [tl["rows"], tl["prev_unit"]], **ui)
+
+
+# ---- advanced settings -----------------------------------------------------------------------------
+def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames: int = 1024,
+             length_info: str = "") -> Form:
+    models = studio.models()
+    choices = [m["name"] for m in models]
+    default_model = next((m["name"] for m in models if m["available"]), choices[0] if choices else "demo")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            num_frames = gr.Number(DEFAULTS.num_frames, label="Length (frames)", precision=0,
+                                   info=length_info or f"At most {max_frames} frames on this server.")
+            fps = gr.Number(DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60) if with_fps else None
+            width = gr.Number(DEFAULTS.width, label="Width", precision=0, step=8)
+            height = gr.Number(DEFAULTS.height, label="Height", precision=0, step=8)
+        with gr.Row():
+            model = gr.Dropdown(choices, value=default_model, label="Model", allow_custom_value=True,
+                                info="A configured model, a hub id or a local folder.")
+            if pipeline:
+                pipe = gr.Radio(["animatediff", "tuning_free"], value="animatediff", label="Generator",
+                                info="animatediff: a text-to-video model. tuning_free: an image model with "
+                                     "cross-frame attention.")
+            seed = gr.Number(DEFAULTS.seed, label="Seed", precision=0)
+            randomize = gr.Checkbox(False, label="Randomize seed")
+        with gr.Row():
+            steps = gr.Slider(1, 150, value=DEFAULTS.steps, step=1, label="Steps")
+            guidance = gr.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
+            scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULTS.scheduler, label="Scheduler")
+        with gr.Row():
+            clip_length = gr.Number(CN.clip_length, label="Clip length M (frames)", precision=0,
+                                    info="Frames the short-video model sees at once.")
+            stride = gr.Number(CN.stride, label="Stride S (frames)", precision=0,
+                               info="Shift between clips; S < M makes clips overlap (M/4 is the paper's).")
+            weights = gr.Dropdown(list(WEIGHT_SCHEMES), value=CN.weights, label="Fusion weights")
+            negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
+    form = Form(num_frames=num_frames, fps=fps, width=width, height=height, model=model, seed=seed,
+                randomize=randomize, steps=steps, guidance=guidance, scheduler=scheduler,
+                clip_length=clip_length, stride=stride, weights=weights, negative_prompt=negative)
+    if pipeline:
+        form.add(pipeline=pipe)
+    if not with_fps:
+        form.components.pop("fps")
+    return form
+
+
+def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:
+    """(strip HTML, estimate Markdown) for the current form; problems show in both, never raise."""
+    try:
+        data = forms.strip_data(values["rows"], values["unit"], float(values["fps"] or 8),
+                                int(values["num_frames"] or 1), int(values["clip_length"] or 1),
+                                int(values["stride"] or 1))
+    except (TypeError, ValueError) as err:
+        return f'<p class="genl-error" style="color:#c0392b">⚠ {html.escape(str(err))}</p>', ""
+    strip = render_strip(data, float(values["fps"] or 8))
+    try:
+        est = studio.estimate(make_settings(values))
+    except (TypeError, ValueError) as err:
+        return strip, f"**Cannot run yet:** {err}"
+    if not est:
+        return strip, ""
+    return strip, (f"**Estimate:** about {events.format_seconds(est['seconds'])} on {est.get('device', '?')}, "
+                   f"~{est['memory_gb']} GB of GPU memory; {est.get('windows', '?')} windows, "
+                   f"{est['frame_evals']:,} frame evaluations.")
+
+
+# ---- a job's live view -----------------------------------------------------------------------------
+def job_view() -> Form:
+    with gr.Row():
+        job_id = gr.Textbox(label="Job id", interactive=False, scale=1)
+        status = gr.HTML(label="Status", value=status_html("", "No job yet."))
+    with gr.Row():
+        preview = gr.Image(label="Live preview (x0 of a few frames)", type="filepath", interactive=False,
+                           elem_classes=["genl-preview"])
+        video = gr.Video(label="Result", interactive=False, elem_classes=["genl-result"])
+    files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False)
+    return Form(job_id=job_id, status=status, preview=preview, video=video, files=files)
+
+
+def status_html(status: str, text: str, fraction: float | None = None) -> str:
+    bar = "" if fraction is None else f'<progress value="{fraction:.3f}" max="1" style="width:100%"></progress>'
+    badge = f"<b>{html.escape(status)}</b> — " if status else ""
+    return f'<div class="genl-status" data-status="{html.escape(status)}">{badge}{html.escape(text)}{bar}</div>'
+
+
+def result_files(outputs: dict) -> list[str]:
+    return [outputs[k] for k in ("video", "settings") if outputs.get(k)]
+
+
+def stream_job(studio, job_id: str):
+    """Yield (job id, status, preview, video, files) as the job's events arrive, until it ends."""
+    preview, fraction, status = None, 0.0, "queued"
+    text = events.describe(events.queued(job_id, max(1, studio.position(job_id))))
+    yield job_id, status_html(status, text, 0.0), None, None, None
+    for batch in studio.watch(job_id):
+        if not batch:
+            continue
+        for ev in batch:
+            kind = ev["type"]
+            if kind == "preview":
+                preview = ev["path"]
+                continue
+            text = events.describe(ev)
+            if kind == "progress":
+                status, fraction = "running", ev["fraction"]
+            elif kind == "started":
+                status = "running"
+            elif kind == "finished":
+                out = ev["outputs"]
+                yield (job_id, status_html("done", text, 1.0), out.get("preview", preview), out["video"],
+                       result_files(out))
+                return
+            elif kind == "cancelled":
+                yield job_id, status_html("cancelled", text, None), preview, None, None
+                return
+            elif kind == "failed":
+                yield job_id, status_html("failed", text, None), preview, None, None
+                raise gr.Error(text, print_exception=False)
+        yield job_id, status_html(status, text, fraction), preview, None, None
+
+
+def gpu_event(studio) -> dict:
+    """Event options for GPU work: never more watchers than workers; UI-only events stay unlimited."""
+    return dict(concurrency_id="gpu", concurrency_limit=max(1, len(studio.workers)))
+
+
+def cancel(studio, job_id: str) -> str:
+    """Cancel button: the running job stops within a step; the stream then shows 'cancelled'."""
+    if not job_id:
+        return status_html("", "No job to cancel.")
+    try:
+        asked = studio.cancel(job_id)
+    except ValueError as err:
+        raise user_error(err)
+    return status_html("cancelling" if asked else "", "Cancelling…" if asked else "This job has already ended.")

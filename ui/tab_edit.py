@@ -1,0 +1,94 @@
+"""Tab 2: edit an uploaded video with a source prompt and a target timeline (tuning-free, Sec. 3.3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from genl.jobs import forms
+from genl.video_io import fit_size
+
+from . import common
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def create_demo(studio) -> gr.Blocks:
+    with gr.Blocks() as demo:
+        gr.Markdown("Upload a video, say what it shows (source prompt) and what it should become over time "
+                    "(target timeline). The video is inverted once; the inversion is cached and reused while "
+                    "the video, model and inversion settings stay the same.")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single")
+                examples = sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".mp4", ".webm", ".gif"))
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Examples")
+                with gr.Row():
+                    start = gr.Number(0, label="Trim start (s)", minimum=0)
+                    end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
+                    fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
+                info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
+            samples = gr.Gallery(label="Frames the edit will use (a sample)", columns=4, height=260)
+        source = gr.Textbox(label="Source prompt: what the video shows", placeholder="a man surfing a wave")
+        tl = common.timeline_editor(["a robot surfing a wave", "a robot surfing a wave at sunset"],
+                                    common.DEFAULTS.num_frames, common.DEFAULTS.fps, label="Target timeline")
+        adv = common.advanced(studio, pipeline=False, with_fps=False, max_frames=studio.max_frames,
+                              length_info="Set from the uploaded video, its trim and fps.")
+        strength = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="Edit strength (1 = full inversion)")
+        estimate = gr.Markdown(elem_classes=["genl-estimate"])
+        with gr.Row():
+            run = gr.Button("Edit video", variant="primary")
+            cancel = gr.Button("Cancel", variant="stop")
+        view = common.job_view()
+
+        form = common.Form(rows=tl["rows"], unit=tl["unit"], video=upload, source_prompt=source, start=start,
+                           end=end, fps=fps, strength=strength).add(**adv.components)
+        common.wire_timeline(tl, fps, adv["num_frames"])
+
+        def inspect(path, a, b, f):
+            """On upload or trim: check the file, count frames, show samples, size the output."""
+            if not path:
+                return "No video yet.", None, gr.update(), gr.update(), gr.update()
+            try:
+                got = forms.inspect_video(path, fps=f, start=a, end=b or None, max_frames=studio.max_frames)
+            except ValueError as err:
+                gr.Warning(str(err))
+                return f"**Cannot use this file:** {err}", None, gr.update(), gr.update(), gr.update()
+            vi = got["info"]
+            w, h = fit_size(vi.width, vi.height, target_short_side=min(512, vi.width, vi.height), max_side=768)
+            text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the edit uses "
+                    f"**{got['num_frames']} frames** at {got['fps']:g} fps, output {w}×{h}.")
+            return text, got["samples"], got["num_frames"], w, h
+
+        for trigger in (upload.change, start.change, end.change, fps.change):
+            trigger(inspect, [upload, start, end, fps], [info, samples, adv["num_frames"], adv["width"],
+                                                         adv["height"]], show_progress="minimal",
+                    api_visibility="undocumented")
+
+        def make(values):
+            values["fps"] = values["fps"] or common.DEFAULTS.fps
+            settings = forms.edit_settings(values)
+            settings.strength = float(values["strength"])
+            return settings
+
+        def plan(**values):
+            return common.plan_text(studio, make, values)
+
+        for comp in [tl["rows"], tl["unit"], adv["num_frames"], fps, adv["steps"], adv["clip_length"],
+                     adv["stride"], strength]:
+            comp.change(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+        demo.load(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+
+        def edit(**values):
+            try:
+                job = studio.submit(make(values))
+            except ValueError as err:
+                raise common.user_error(err)
+            yield from common.stream_job(studio, job.id)
+
+        run.click(edit, None, view.inputs, inputs_kwargs=form.components, api_name="edit",
+                  show_progress="minimal", **common.gpu_event(studio))
+        cancel.click(lambda job_id: common.cancel(studio, job_id), view["job_id"], view["status"],
+                     api_name="cancel_edit", concurrency_limit=None)
+    return demo

@@ -1,0 +1,98 @@
+"""Tab 5: the queue and history: status, position, progress, preview; cancel, delete, download, re-run."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from genl.jobs import forms
+
+from . import common
+
+HEADERS = ["id", "kind", "status", "position", "progress", "created", "prompt", "message"]
+
+
+def job_rows(studio, limit: int = 200) -> list[list]:
+    rows = []
+    for job in studio.list(limit):
+        pos = studio.position(job.id) if job.status == "queued" else ""
+        rows.append([job.id, job.kind, job.status, pos, f"{job.progress:.0%}",
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created)),
+                     forms.summarize_prompt(job.prompt), job.message])
+    return rows or [["", "", "", "", "", "", "No jobs yet.", ""]]
+
+
+def job_details(studio, job_id: str):
+    """(status, preview, video, files, settings JSON) of one job, for the selected-job panel."""
+    if not job_id:
+        return common.status_html("", "Select a job in the table."), None, None, None, None
+    job = studio.get(job_id)
+    if job is None:
+        return common.status_html("", f"There is no job '{job_id}'."), None, None, None, None
+    pos = studio.position(job_id)
+    text = job.message or job.status
+    if job.status == "queued" and pos:
+        text = f"Queued: position {pos} in the queue."
+    fraction = job.progress if job.status in ("running", "done") else None
+    out = job.outputs
+    video = out.get("video") if job.status == "done" else None
+    files = common.result_files(out) if job.status == "done" else None
+    return (common.status_html(job.status, text, fraction), out.get("preview"), video, files,
+            job.spec.settings)
+
+
+def create_demo(studio) -> gr.Blocks:
+    with gr.Blocks() as demo:
+        with gr.Row():
+            refresh = gr.Button("Refresh", size="sm")
+            auto = gr.Checkbox(True, label="Refresh every 2 s")
+        table = gr.Dataframe(value=lambda: job_rows(studio), headers=HEADERS, type="array", interactive=False,
+                             wrap=True, label="Jobs (newest first); click a row to select it")
+        with gr.Row():
+            job_id = gr.Textbox(label="Selected job id", scale=3)
+            cancel = gr.Button("Cancel", variant="stop", scale=1)
+            rerun = gr.Button("Re-run with the same settings", scale=1)
+            delete = gr.Button("Delete", scale=1)
+        status = gr.HTML()
+        with gr.Row():
+            preview = gr.Image(label="Preview", type="filepath", interactive=False)
+            video = gr.Video(label="Result", interactive=False)
+        with gr.Row():
+            files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False)
+            settings = gr.JSON(label="Settings JSON (exactly what ran)")
+        timer = gr.Timer(2.0)
+
+        details = [status, preview, video, files, settings]
+        ui = dict(concurrency_limit=None, show_progress="hidden")
+
+        def select(rows, evt: gr.SelectData):
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            picked = rows[row][0] if rows and 0 <= row < len(rows) else ""
+            return (picked, *job_details(studio, picked))
+
+        def refresh_all(selected):
+            return (job_rows(studio), *job_details(studio, selected))
+
+        def act(fn):
+            def run(selected):
+                if not selected:
+                    raise common.user_error(ValueError("Select a job first (click its row)."))
+                try:
+                    new_id = fn(selected)
+                except ValueError as err:
+                    raise common.user_error(err)
+                return (new_id, job_rows(studio), *job_details(studio, new_id))
+            return run
+
+        hidden = dict(ui, api_visibility="undocumented")
+        table.select(select, [table], [job_id, *details], **hidden)
+        refresh.click(refresh_all, [job_id], [table, *details], api_name="jobs", **ui)
+        timer.tick(refresh_all, [job_id], [table, *details], **hidden)
+        auto.change(lambda on: gr.Timer(active=on), auto, timer, **hidden)
+        job_id.submit(lambda j: job_details(studio, j), [job_id], details, api_name="job", **ui)
+        cancel.click(act(lambda j: (studio.cancel(j), j)[1]), [job_id], [job_id, table, *details],
+                     api_name="cancel", **ui)
+        rerun.click(act(lambda j: studio.rerun(j).id), [job_id], [job_id, table, *details], api_name="rerun", **ui)
+        delete.click(act(lambda j: (studio.delete(j), "")[1]), [job_id], [job_id, table, *details],
+                     api_name="delete", **ui)
+    return demo

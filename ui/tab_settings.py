@@ -1,0 +1,35 @@
+"""Tab 6: settings and about: models and whether each can load, devices, workers, folders, limits."""
+from __future__ import annotations
+
+import gradio as gr
+
+MODEL_HEADERS = ["name", "source", "available", "note"]
+
+
+def model_rows(studio) -> list[list]:
+    return [[m["name"], m["source"], "yes" if m["available"] else "no", m.get("note", "")] for m in studio.models()]
+
+
+def about(studio) -> str:
+    info = studio.info()
+    workers = "\n".join(
+        f"- worker {i} on `{w['device']}`: " + ("ready" if w["ready"] else f"not ready {w['problem']}".strip())
+        + (f", running `{w['running']}`" if w["running"] else "")
+        for i, w in enumerate(info["workers"]))
+    return (f"**Devices:** {', '.join(info['devices'])} (one worker process each; jobs run one at a time per "
+            f"device).  \n**Precision:** auto (fp16 on GPUs, fp32 on the CPU) unless a job says otherwise.  \n"
+            f"**Outputs folder:** `{info['outputs']}`  \n**Uploaded videos kept in:** `{info['uploads']}`  \n"
+            f"**Limits:** at most {info['max_frames']} frames per video; uploads up to {info['max_upload_mb']} MB.  \n"
+            f"**Queued jobs:** {info['queued']}\n\n**Workers:**\n{workers}\n\n"
+            "Share links (`--share`) need internet access; models not on this machine must be downloaded "
+            "beforehand (see the README).")
+
+
+def create_demo(studio) -> gr.Blocks:
+    with gr.Blocks() as demo:
+        models = gr.Dataframe(value=lambda: model_rows(studio), headers=MODEL_HEADERS, type="array",
+                              interactive=False, label="Configured models")
+        text = gr.Markdown(lambda: about(studio))
+        gr.Button("Refresh", size="sm").click(lambda: (model_rows(studio), about(studio)), None, [models, text],
+                                              api_name="settings", concurrency_limit=None)
+    return demo
