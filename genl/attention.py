@@ -120,5 +120,6 @@ def set_cross_frame_attention(unet, mode: str = "bidirectional", num_frames: int
 
 
 def reset_attention(unet) -> None:
-    """Back to diffusers' default processors (plain per-frame self-attention)."""
-    unet.set_default_attn_processor()
+    """Back to plain per-frame self-attention on the layers `set_cross_frame_attention` changed."""
+    unet.set_attn_processor({name: AttnProcessor2_0() if isinstance(proc, CrossFrameAttnProcessor) else proc
+                             for name, proc in unet.attn_processors.items()})

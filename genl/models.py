@@ -82,12 +82,21 @@ def _from_pretrained(cls, model: str, **kwargs):
     """Load from a local folder or the hub cache; download only when the hub is reachable."""
     if Path(model).exists():
         return cls.from_pretrained(model, local_files_only=True, **kwargs)
+    ensure_available(model)
     try:
         return cls.from_pretrained(model, local_files_only=True, **kwargs)
     except (OSError, ValueError, EnvironmentError) as err:
         if not hub_reachable():
             raise ModelNotAvailable(how_to_get(model)) from err
     return cls.from_pretrained(model, **kwargs)
+
+
+def ensure_available(model: str) -> None:
+    """Fail fast, naming `model`, when it is neither a folder, nor in the hub cache, nor downloadable."""
+    if Path(model).exists() or _in_hub_cache(model):
+        return
+    if not hub_reachable():
+        raise ModelNotAvailable(how_to_get(model))
 
 
 def load_sd_components(model: str, dtype: torch.dtype, config: Optional[str] = None) -> dict:
@@ -119,6 +128,7 @@ def load_animatediff_components(model: str, dtype: torch.dtype, motion_adapter: 
     from diffusers import AnimateDiffPipeline, MotionAdapter
 
     model = resolve_model_path(model)
+    ensure_available(model)
     if model_kind(model) == "animatediff":
         pipe = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype)
     else:

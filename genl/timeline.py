@@ -138,7 +138,7 @@ class Timeline:
             if s.end < s.start:
                 raise ValueError(f"Segment {s.start}-{s.end} ends before it starts.")
             if s.start > expected:
-                raise ValueError(f"Frames {expected}-{s.start - 1} have no prompt: the timeline has a gap there.")
+                raise ValueError(f"{_frames(expected, s.start - 1)} no prompt: the timeline has a gap there.")
             if s.start < expected:
                 raise ValueError(
                     f"Segment {s.start}-{s.end} overlaps the one before it (which ends at frame {expected - 1})."
@@ -149,7 +149,7 @@ class Timeline:
                 )
             expected = s.end + 1
         if expected != num_frames:
-            raise ValueError(f"Frames {expected}-{num_frames - 1} have no prompt: the timeline stops early.")
+            raise ValueError(f"{_frames(expected, num_frames - 1)} no prompt: the timeline stops early.")
         return Timeline(segments=segs)
 
     # ---- resolution to mixing weights -----------------------------------------------------------
@@ -248,6 +248,10 @@ def _keyframe_row(keyframes: dict, cols: dict, position: float) -> torch.Tensor:
             row[cols[keyframes[b]]] += frac
             return row
     return row
+
+
+def _frames(first: int, last: int) -> str:
+    return f"Frame {first} has" if first == last else f"Frames {first}-{last} have"
 
 
 def _split_negative(text: str) -> tuple[str, str]:

@@ -41,7 +41,8 @@ def tiny_vae() -> AutoencoderKL:
     torch.manual_seed(0)
     return AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3,
                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         latent_channels=4, norm_num_groups=8, sample_size=32)
+                         latent_channels=4, norm_num_groups=8, sample_size=32,
+                         scaling_factor=4.0)  # like SD's 0.18215: scales this VAE's latents to unit variance
 
 
 def tiny_unet(cross_dim: int = 32) -> UNet2DConditionModel:

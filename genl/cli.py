@@ -1,0 +1,125 @@
+"""Command line: `python -m genl generate ...` and `python -m genl edit ...`.
+
+Same seed and settings give the same video. Errors a user can cause print one clear line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .settings import SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", required=True,
+                   help="a prompt, a timeline like '0-47: a jeep, sunny | 48-95: a jeep at night', "
+                        "keyframes '0: ... | 64: ...', or a .json timeline file")
+    p.add_argument("--negative", default="", help="negative prompt for segments that have none")
+    p.add_argument("--model", default="demo", help="hub id, local folder, .safetensors file, or 'demo'")
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default="auto")
+    p.add_argument("-M", "--clip-length", type=int, default=16, help="frames per clip (M)")
+    p.add_argument("-S", "--stride", type=int, default=4, help="frames between clip starts (S); S=M isolates clips")
+    p.add_argument("--weights", choices=["flat", "gaussian", "pyramid"], default="flat")
+    p.add_argument("--windows-per-call", type=int, default=None, help="clips per model call (default: from memory)")
+    p.add_argument("--interpolation", choices=["linear", "slerp"], default="linear")
+    p.add_argument("--max-frames", type=int, default=1024)
+    p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
+    p.add_argument("--no-demo-fallback", action="store_true",
+                   help="fail instead of using the bundled demo model when --model is not available")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m genl", description="Gen-L Studio: long multi-prompt videos.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="text -> long video")
+    _common(g)
+    g.add_argument("--frames", type=int, default=64, help="video length in frames")
+    g.add_argument("--pipeline", choices=["animatediff", "tuning_free"], default="animatediff",
+                   help="animatediff: text-to-video model; tuning_free: image model + cross-frame attention")
+    g.add_argument("--motion-adapter", default="", help="AnimateDiff motion module (hub id or folder)")
+    g.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
+    g.add_argument("--loop", action="store_true", help="wrap clips around the end for a seamless loop")
+    e = sub.add_parser("edit", help="edit an uploaded video with a new prompt timeline (tuning-free)")
+    _common(e)
+    e.add_argument("--video", required=True)
+    e.add_argument("--source-prompt", required=True, help="what the input video shows")
+    e.add_argument("--start", type=float, default=0.0, help="trim start, seconds")
+    e.add_argument("--end", type=float, default=None, help="trim end, seconds")
+    e.add_argument("--strength", type=float, default=1.0, help="how much of the schedule to re-noise (0-1]")
+    e.add_argument("--smoothness", type=float, default=0.0, help="adjacent-frame distance penalty (0 = off)")
+    e.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
+    e.add_argument("--cache-dir", default="", help="inversion cache folder")
+    return ap
+
+
+def settings_from_args(args) -> object:
+    cn = CoDenoiseSettings(clip_length=args.clip_length, stride=args.stride, weights=args.weights,
+                           loop=getattr(args, "loop", False), windows_per_call=args.windows_per_call,
+                           interpolation=args.interpolation)
+    demo = args.model == "demo"
+    size = dict(width=args.width or (128 if demo else 512), height=args.height or (128 if demo else 512))
+    common = dict(prompt=args.prompt, negative_prompt=args.negative, fps=args.fps, steps=args.steps,
+                  guidance=args.guidance, scheduler=args.scheduler, seed=args.seed, model=args.model,
+                  precision=args.precision, device=args.device, max_frames=args.max_frames, codenoise=cn, **size)
+    if args.command == "generate":
+        return GenerateSettings(num_frames=args.frames, pipeline=args.pipeline, motion_adapter=args.motion_adapter,
+                                attention=args.attention, **common)
+    return EditSettings(video=args.video, source_prompt=args.source_prompt, start=args.start, end=args.end,
+                        strength=args.strength, smoothness=args.smoothness, attention=args.attention,
+                        cache_dir=args.cache_dir, **common)
+
+
+class _Bars:
+    """One tqdm bar per stage (inversion / denoise / decode)."""
+
+    def __init__(self):
+        self.bars = {}
+
+    def __call__(self, event: dict) -> None:
+        from tqdm import tqdm
+
+        stage = event["stage"]
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=event["total"], desc=stage, unit="step", file=sys.stderr)
+        bar.n = event["step"]
+        bar.refresh()
+
+    def close(self):
+        for bar in self.bars.values():
+            bar.close()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .api import run_job
+
+    bars = _Bars()
+    started = time.monotonic()
+    try:
+        settings = settings_from_args(args)
+        result = run_job(settings, Path(args.out), progress=bars, fallback_to_demo=not args.no_demo_fallback)
+    except ValueError as err:
+        bars.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bars.close()
+        print("cancelled", file=sys.stderr)
+        return 130
+    bars.close()
+    for notice in result["notices"]:
+        print(f"note: {notice}", file=sys.stderr)
+    print(f"wrote {result['video']} ({result['num_frames']} frames) and {result['settings']} "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0
