@@ -1,0 +1,241 @@
+"""Train the demo model in three wall-clock-limited stages on data rendered by `genl.world`.
+
+1. VAE (L1 + MSE + a small KL) on single frames; scaling_factor = 1 / std of its latents.
+2. Text encoder + UNet2DConditionModel from scratch on single frames with their clip's caption
+   (epsilon prediction, SD's scaled-linear betas, 10 % empty captions for classifier-free guidance).
+3. AnimateDiff motion modules on 16-frame clips, the 2D weights and the text encoder frozen.
+The result is one AnimateDiff-format folder plus `unet_2d/config.json`, from which genl/models.py
+rebuilds the image UNet by dropping the motion modules' weights.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import multiprocessing as mp
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genl.world import caption, random_clip, render_clip
+
+from .components import (ModelConfig, build_motion_adapter, build_scheduler, build_text_encoder, build_tokenizer,
+                         build_unet, build_vae)
+
+
+@dataclass
+class TrainConfig:
+    out: str = "assets/demo-model"
+    minutes_vae: float = 1.5
+    minutes_unet: float = 4.0
+    minutes_motion: float = 3.0
+    max_minutes: float = 0.0        # >0: hard limit on the whole run; the motion stage is cut to fit
+    clips: int = 4000               # pre-rendered 16-frame clips (frames for stages 1-2 come from them too)
+    batch_vae: int = 64
+    batch_unet: int = 256
+    batch_motion: int = 24          # clips of 16 frames
+    lr_vae: float = 5e-4
+    lr_unet: float = 5e-4
+    lr_motion: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    caption_dropout: float = 0.1
+    log_every: int = 50
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def _render(args):
+    seed, size = args
+    spec = random_clip(seed)
+    return render_clip(spec, 16, size), caption(spec)
+
+
+def render_dataset(n: int, size: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """n clips (n, 16, size, size, 3) uint8 and their captions, rendered on every CPU core."""
+    jobs = [(seed * 1_000_003 + i, size) for i in range(n)]
+    with mp.get_context("fork").Pool(min(16, mp.cpu_count())) as pool:
+        out = pool.map(_render, jobs, chunksize=16)
+    return np.stack([f for f, _ in out]), [c for _, c in out]
+
+
+class Stage:
+    """Wall-clock budget, warmup + cosine learning rate over the budget's fraction, and a loss log."""
+
+    def __init__(self, name, params, lr, minutes, warmup, log_every):
+        self.name, self.lr, self.budget, self.warmup, self.log_every = name, lr, minutes * 60, warmup, log_every
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+        self.params = list(params) if not isinstance(params, list) else params
+        self.start, self.step, self.acc, self.log = time.time(), 0, [], []
+
+    def running(self) -> bool:
+        return time.time() - self.start < self.budget
+
+    def update(self, loss: torch.Tensor) -> None:
+        frac = min(1.0, (time.time() - self.start) / max(self.budget, 1e-9))
+        lr = self.lr * min(1.0, (self.step + 1) / self.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        self.opt.step()
+        self.step += 1
+        self.acc.append(loss.detach())
+        if self.step % self.log_every == 0:
+            value = torch.stack(self.acc).mean().item()
+            self.acc = []
+            self.log.append({"step": self.step, "seconds": round(time.time() - self.start, 1), "loss": value})
+            print(f"[{self.name}] step {self.step} {time.time() - self.start:.0f}s loss {value:.4f} lr {lr:.2e}",
+                  flush=True)
+
+    def summary(self) -> dict:
+        final = self.log[-1]["loss"] if self.log else (torch.stack(self.acc).mean().item() if self.acc else None)
+        return {"steps": self.step, "seconds": round(time.time() - self.start, 1), "final_loss": final,
+                "loss": self.log}
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        e, m = list(ema.parameters()), list(model.parameters())
+        torch._foreach_lerp_(e, m, 1 - decay)
+
+
+def _autocast(device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                      enabled=False)
+
+
+def train(cfg: TrainConfig) -> dict:
+    from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
+
+    t0 = time.time()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    mc = cfg.model
+    log = {"settings": asdict(cfg), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "stages": {}}
+
+    frames, captions = render_dataset(cfg.clips, mc.size, cfg.seed)
+    log["render_seconds"] = round(time.time() - t0, 1)
+    print(f"rendered {frames.shape} in {log['render_seconds']}s", flush=True)
+    frames = torch.from_numpy(frames).to(device)  # uint8 (N, 16, H, W, 3)
+    n_clips = frames.shape[0]
+
+    def pixels(clip_idx, frame_idx):
+        x = frames[clip_idx, frame_idx].permute(0, 3, 1, 2).float()
+        return x / 127.5 - 1
+
+    # ---- stage 1: VAE
+    vae = build_vae(mc).to(device).train()
+    st = Stage("vae", list(vae.parameters()), cfg.lr_vae, cfg.minutes_vae, cfg.warmup, cfg.log_every)
+    while st.running():
+        x = pixels(torch.randint(n_clips, (cfg.batch_vae,), device=device),
+                   torch.randint(16, (cfg.batch_vae,), device=device))
+        with _autocast(device):
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample.float()
+        kl = post.kl().mean() / post.mean[0].numel()
+        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 1e-4 * kl
+        st.update(loss)
+    log["stages"]["vae"] = st.summary()
+    vae.eval().requires_grad_(False)
+
+    # latents of every frame once: mean and std of the posterior, sampled afresh at each use
+    means, stds = [], []
+    with torch.no_grad(), _autocast(device):
+        for i in range(0, n_clips, 16):
+            x = frames[i:i + 16].flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1
+            post = vae.encode(x).latent_dist
+            means.append(post.mean.float().unflatten(0, (-1, 16)))
+            stds.append(post.std.float().unflatten(0, (-1, 16)))
+    means, stds = torch.cat(means), torch.cat(stds)  # (N, 16, C, h, w)
+    scaling = float(1.0 / (means + stds * torch.randn_like(means)).std())
+    vae.register_to_config(scaling_factor=scaling)
+    log["scaling_factor"] = scaling
+    print(f"latents {tuple(means.shape)} scaling_factor {scaling:.4f}", flush=True)
+    del frames
+
+    def latents(clip_idx, frame_idx=None):
+        m, s = (means[clip_idx], stds[clip_idx]) if frame_idx is None else (means[clip_idx, frame_idx],
+                                                                            stds[clip_idx, frame_idx])
+        return (m + s * torch.randn_like(m)) * scaling
+
+    tok = build_tokenizer(mc.max_length)
+    ids = torch.tensor(tok(captions, padding="max_length", max_length=mc.max_length, truncation=True).input_ids,
+                       device=device)
+    empty = torch.tensor(tok([""], padding="max_length", max_length=mc.max_length).input_ids, device=device)
+
+    def caption_ids(clip_idx):
+        c = ids[clip_idx]
+        drop = torch.rand(len(c), device=device) < cfg.caption_dropout
+        return torch.where(drop[:, None], empty, c)
+
+    sched = build_scheduler()
+    alphas = sched.alphas_cumprod.to(device)
+
+    def noised(z):
+        t = torch.randint(0, sched.config.num_train_timesteps, (z.shape[0],), device=device)
+        noise = torch.randn_like(z)
+        a = alphas[t].view(-1, *[1] * (z.dim() - 1))
+        return a.sqrt() * z + (1 - a).sqrt() * noise, noise, t
+
+    # ---- stage 2: text encoder + image UNet
+    text_encoder = build_text_encoder(mc, len(tok)).to(device).train()
+    unet = build_unet(mc).to(device).train()
+    ema_te, ema_unet = copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval()
+    st = Stage("unet", list(unet.parameters()) + list(text_encoder.parameters()), cfg.lr_unet, cfg.minutes_unet,
+               cfg.warmup, cfg.log_every)
+    while st.running():
+        ci = torch.randint(n_clips, (cfg.batch_unet,), device=device)
+        z = latents(ci, torch.randint(16, (cfg.batch_unet,), device=device))
+        zt, noise, t = noised(z)
+        with _autocast(device):
+            pred = unet(zt, t, encoder_hidden_states=text_encoder(caption_ids(ci))[0]).sample
+        st.update(F.mse_loss(pred.float(), noise))
+        decay = min(cfg.ema, (1 + st.step) / (10 + st.step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_te, text_encoder, decay)
+    log["stages"]["unet"] = st.summary()
+    del unet, text_encoder
+    ema_te.requires_grad_(False)
+
+    # ---- stage 3: motion modules
+    adapter = build_motion_adapter(mc)
+    motion = UNetMotionModel.from_unet2d(ema_unet, adapter).to(device).train()
+    motion.freeze_unet2d_params()
+    trainable = [p for p in motion.parameters() if p.requires_grad]
+    minutes = cfg.minutes_motion
+    if cfg.max_minutes > 0:
+        minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.5))
+    st = Stage("motion", trainable, cfg.lr_motion, minutes, cfg.warmup // 2, cfg.log_every)
+    while st.running():
+        ci = torch.randint(n_clips, (cfg.batch_motion,), device=device)
+        z = latents(ci).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        zt, noise, t = noised(z)
+        with torch.no_grad(), _autocast(device):
+            emb = ema_te(caption_ids(ci))[0].repeat_interleave(16, dim=0)
+        with _autocast(device):
+            pred = motion(zt, t, encoder_hidden_states=emb).sample
+        st.update(F.mse_loss(pred.float(), noise))
+    log["stages"]["motion"] = st.summary()
+
+    # ---- save: fp16 AnimateDiff folder + the image UNet's config
+    motion.eval().requires_grad_(False)
+    adapter.load_state_dict({k: v for k, v in motion.state_dict().items() if "motion_modules" in k}, strict=True)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = AnimateDiffPipeline(vae=vae.half().cpu(), text_encoder=ema_te.half().cpu(), tokenizer=tok,
+                               unet=motion.half().cpu(), motion_adapter=adapter.half().cpu(), scheduler=sched)
+    pipe.save_pretrained(out, max_shard_size="15MB")
+    ema_unet.save_config(out / "unet_2d")
+    log["total_seconds"] = round(time.time() - t0, 1)
+    (out / "training_log.json").write_text(json.dumps(log, indent=1))
+    print(f"saved {out} in {log['total_seconds']}s", flush=True)
+    return log
