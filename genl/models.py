@@ -104,6 +104,8 @@ def load_sd_components(model: str, dtype: torch.dtype, config: Optional[str] = N
     from diffusers import StableDiffusionPipeline
 
     model = resolve_model_path(model)
+    if has_image_unet(model):
+        return _image_components_of_animatediff(model, dtype)
     kwargs = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     if model.endswith((".safetensors", ".ckpt")):
         if not Path(model).exists():
@@ -121,6 +123,24 @@ def load_sd_components(model: str, dtype: torch.dtype, config: Optional[str] = N
     else:
         pipe = _from_pretrained(StableDiffusionPipeline, model, **kwargs)
     return {k: pipe.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def has_image_unet(path: str) -> bool:
+    """An AnimateDiff folder that also serves image pipelines: it keeps its image UNet's config in unet_2d/."""
+    return model_kind(path) == "animatediff" and (Path(path) / "unet_2d" / "config.json").exists()
+
+
+def _image_components_of_animatediff(model: str, dtype: torch.dtype) -> dict:
+    """The image UNet is the motion UNet without its motion modules (trained with the 2D weights frozen),
+    so the weights are stored once; only the UNet2DConditionModel config is kept beside them."""
+    from diffusers import AnimateDiffPipeline, UNet2DConditionModel
+
+    comps = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype).components
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(Path(model) / "unet_2d"))
+    unet.load_state_dict({k: v for k, v in comps["unet"].state_dict().items() if "motion_modules" not in k},
+                         strict=True)
+    comps["unet"] = unet.to(dtype)
+    return {k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
 
 
 def load_animatediff_components(model: str, dtype: torch.dtype, motion_adapter: str = "") -> dict:
@@ -179,7 +199,8 @@ class ModelManager:
                    "edit": LongVideoEditPipeline}
         if pipeline not in classes:
             raise ValueError(f"Unknown pipeline '{pipeline}'.")
-        if family == "sd" and model_kind(resolve_model_path(model)) == "animatediff":
+        path = resolve_model_path(model)
+        if family == "sd" and model_kind(path) == "animatediff" and not has_image_unet(path):
             raise ValueError(f"'{model}' is a text-to-video (AnimateDiff) model; this mode needs an image model.")
         return classes[pipeline](**{k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")})
 
