@@ -34,7 +34,8 @@ def decode_mp4(path):
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
-@pytest.mark.parametrize("pipeline,key", [("animatediff", "animatediff"), ("tuning_free", "sd")])
+@pytest.mark.parametrize("pipeline,key", [("animatediff", "animatediff"), ("tuning_free", "sd"),
+                                          ("animatediff", "unet3d")])
 def test_generate_end_to_end_and_deterministic(tiny_models, model_manager, tmp_path, pipeline, key):
     events = []
     r1 = run_job(gen_settings(tiny_models[key], pipeline), tmp_path / "a", progress=events.append,

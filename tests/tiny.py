@@ -11,7 +11,9 @@ from diffusers import (
     DDIMScheduler,
     MotionAdapter,
     StableDiffusionPipeline,
+    TextToVideoSDPipeline,
     UNet2DConditionModel,
+    UNet3DConditionModel,
 )
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
@@ -70,13 +72,24 @@ def tiny_motion_adapter() -> MotionAdapter:
                          motion_num_attention_heads=2, motion_max_seq_length=32)
 
 
+def tiny_unet3d(cross_dim: int = 32) -> UNet3DConditionModel:
+    torch.manual_seed(0)
+    return UNet3DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=cross_dim,
+                                attention_head_dim=4, norm_num_groups=8)
+
+
 def save_tiny_models(folder) -> dict:
-    """Write a tiny SD-1.5-layout model and a tiny AnimateDiff-layout model; returns their folders."""
+    """Write tiny SD-1.5, AnimateDiff and ModelScope (UNet3D) layout models; returns their folders."""
     folder = Path(folder)
-    sd_dir, ad_dir = folder / "tiny-sd", folder / "tiny-animatediff"
+    sd_dir, ad_dir, t3_dir = folder / "tiny-sd", folder / "tiny-animatediff", folder / "tiny-unet3d"
     c = tiny_components()
     StableDiffusionPipeline(**c, safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(sd_dir)
     c = tiny_components()
     AnimateDiffPipeline(motion_adapter=tiny_motion_adapter(), **c).save_pretrained(ad_dir)
-    return {"sd": str(sd_dir), "animatediff": str(ad_dir)}
+    c = tiny_components()
+    c["unet"] = tiny_unet3d()
+    TextToVideoSDPipeline(**c).save_pretrained(t3_dir)
+    return {"sd": str(sd_dir), "animatediff": str(ad_dir), "unet3d": str(t3_dir)}

@@ -1,4 +1,5 @@
-"""Text -> long video with a pretrained text-to-video model (AnimateDiff: SD-1.5 + motion module).
+"""Text -> long video with a pretrained text-to-video model: AnimateDiff (SD-1.5 + motion module) or the
+UNet3D family (ModelScope / zeroscope), which takes one text condition per clip instead of per frame.
 
 Reads like diffusers' AnimateDiffPipeline: encode prompts -> noise -> loop over timesteps -> decode, with
 `co_denoise` where the single UNet call would be, so a 16-frame model makes videos of any length and each
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, UNet3DConditionModel
 
 from ..codenoise import make_windows, window_weights
 from ..sampling import co_denoise_sample
@@ -26,8 +27,8 @@ from .common import (
 
 
 class LongAnimateDiffPipeline(DiffusionPipeline):
-    """Co-denoised AnimateDiff. Components as in diffusers: vae, text_encoder, tokenizer, unet (UNetMotionModel),
-    scheduler."""
+    """Co-denoised text-to-video. Components as in diffusers: vae, text_encoder, tokenizer, scheduler and a
+    unet that is a UNetMotionModel (AnimateDiff) or a UNet3DConditionModel (ModelScope/zeroscope)."""
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
         super().__init__()
@@ -59,6 +60,9 @@ class LongAnimateDiffPipeline(DiffusionPipeline):
         device, dtype = self.unet.device, self.unet.dtype
         use_cfg = guidance_scale > 1.0
         timeline = timeline.validate(num_frames)
+        per_clip_states = isinstance(self.unet, UNet3DConditionModel)  # it repeats states over frames itself
+        if per_clip_states and per_frame_text:
+            raise ValueError("UNet3D text-to-video models take one text condition per clip, not per frame.")
 
         # 1. windows F_i and weights W_i
         windows = make_windows(num_frames, clip_length, stride, loop=loop)
@@ -77,7 +81,11 @@ class LongAnimateDiffPipeline(DiffusionPipeline):
 
         # 4. one short-video model call per stack of clips
         def denoise_batch(x, t, indices):
-            cond, uncond = window_text(text, windows, indices, num_frames, clip_length)
+            if per_clip_states:
+                cond = text.cond[list(indices)]
+                uncond = text.uncond[list(indices)] if use_cfg else None
+            else:
+                cond, uncond = window_text(text, windows, indices, num_frames, clip_length)
             x = x.to(dtype)
             if use_cfg:
                 x, states = torch.cat([x, x]), torch.cat([uncond, cond])
