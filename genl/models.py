@@ -75,6 +75,8 @@ def model_kind(path: str) -> Optional[str]:
     if not index.exists():
         return None
     name = json.loads(index.read_text()).get("_class_name", "")
+    if name == "TextToVideoSDPipeline":  # ModelScope / zeroscope (UNet3DConditionModel)
+        return "unet3d"
     return "animatediff" if "AnimateDiff" in name else "sd"
 
 
@@ -149,12 +151,28 @@ def load_animatediff_components(model: str, dtype: torch.dtype, motion_adapter: 
 
     model = resolve_model_path(model)
     ensure_available(model)
-    if model_kind(model) == "animatediff":
+    if model_kind(_local_index_folder(model)) == "unet3d":
+        from diffusers import TextToVideoSDPipeline
+
+        pipe = _from_pretrained(TextToVideoSDPipeline, model, dtype=dtype)
+    elif model_kind(model) == "animatediff":
         pipe = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype)
     else:
         adapter = _from_pretrained(MotionAdapter, motion_adapter or DEFAULT_MOTION_ADAPTER, dtype=dtype)
         pipe = _from_pretrained(AnimateDiffPipeline, model, motion_adapter=adapter, dtype=dtype)
     return {k: pipe.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def _local_index_folder(model: str) -> str:
+    """The folder holding `model`'s model_index.json: the model itself, or its snapshot in the hub cache."""
+    if Path(model).exists():
+        return model
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return str(Path(hf_hub_download(model, "model_index.json", local_files_only=True)).parent)
+    except Exception:
+        return model
 
 
 def resolve_model_path(model: str) -> str:
