@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from genl.attention import set_cross_frame_attention  # noqa: E402
+from genl.attention import reset_attention, set_cross_frame_attention  # noqa: E402
 from genl.codenoise import make_windows, window_weights  # noqa: E402
 from genl.pipelines.common import TextConditions, guided, image_unet_denoiser, window_text  # noqa: E402
 from genl.sampling import co_denoise_sample, make_scheduler  # noqa: E402
@@ -86,7 +86,9 @@ def canonical(unet, model, device, dtype, windows_per_call, frames=128, clip=16,
             out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             return guided(out, guidance)
     else:
-        if attention != "none":
+        if attention == "none":  # plain per-frame self-attention: the image UNet as it ships
+            reset_attention(unet)
+        else:
             set_cross_frame_attention(unet, attention, clip)
         denoise = image_unet_denoiser(unet, text, windows, frames, clip, guidance)
     sched = make_scheduler("ddim", DDIMScheduler(**SD_SCHED).config)
