@@ -148,8 +148,16 @@ def main():
     if not args.skip_canonical:
         for attention in (args.attention if args.model == "sd" else ["motion"]):
             for wpc in args.windows_per_call:
+                bare = results["bare_unet"][wpc]
+                if args.model == "sd":  # the same UNet forward with this attention processor installed
+                    if attention == "none":
+                        reset_attention(unet)
+                    else:
+                        set_cross_frame_attention(unet, attention, 16)
+                    bare = round(bare_rate(unet, args.model, wpc * 32, device, dtype), 1)
                 r = canonical(unet, args.model, device, dtype, wpc, steps=args.steps, attention=attention)
-                r["bare_unet_frame_evals_per_s"] = results["bare_unet"][wpc]
+                r["bare_unet_frame_evals_per_s"] = bare
+                r["engine_efficiency"] = round(r["frame_evals_per_s"] / bare, 3)
                 results["canonical"].append(r)
                 print(json.dumps(r), flush=True)
     results["vae_decode_frames_per_s"] = round(vae_decode_rate(device, dtype), 1)
