@@ -158,7 +158,8 @@ def job_view() -> Form:
         preview = gr.Image(label="Live preview (x0 of a few frames)", type="filepath", interactive=False,
                            elem_classes=["genl-preview"])
         video = gr.Video(label="Result", interactive=False, elem_classes=["genl-result"])
-    files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False)
+    files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False,
+                    elem_classes=["genl-files"])
     return Form(job_id=job_id, status=status, preview=preview, video=video, files=files)
 
 

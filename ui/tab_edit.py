@@ -20,7 +20,8 @@ def create_demo(studio) -> gr.Blocks:
                     "the video, model and inversion settings stay the same.")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single")
+                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single",
+                                 elem_classes=["genl-upload"])
                 examples = sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".mp4", ".webm", ".gif"))
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Examples")

@@ -72,9 +72,11 @@ def rows_to_timeline(rows, unit: str, fps: float, num_frames: int) -> Timeline:
     return Timeline.from_rows(rows_to_frames(rows, unit, fps)).validate(num_frames)
 
 
-def timeline_prompt(rows, unit: str, fps: float, num_frames: int) -> str:
-    """The settings' prompt field: the validated timeline as JSON text (safe for any prompt wording)."""
-    return json.dumps(rows_to_timeline(rows, unit, fps, num_frames).to_json())
+def timeline_prompt(rows, unit: str, fps: float) -> str:
+    """The settings' prompt field: the timeline as JSON text (safe for any prompt wording).
+
+    Not validated here: `settings.validate()` checks it against the length, after the length itself."""
+    return json.dumps(Timeline.from_rows(rows_to_frames(rows, unit, fps)).to_json())
 
 
 def convert_rows(rows, from_unit: str, to_unit: str, fps: float) -> list[list]:
@@ -182,8 +184,6 @@ def codenoise(clip_length, stride, weights, loop=False) -> CoDenoiseSettings:
 
 def _common(values: dict) -> dict:
     num_frames = int(values["num_frames"])
-    if num_frames < 1:
-        raise ValueError(f"The video length must be at least 1 frame (got {num_frames}).")
     fps = float(values["fps"])
     if fps <= 0:
         raise ValueError(f"Frames per second must be above 0 (got {fps:g}).")
@@ -199,7 +199,7 @@ def _common(values: dict) -> dict:
 def generate_settings(values: dict) -> GenerateSettings:
     """Settings for a text -> video job from the tab's values (rows, unit and the Advanced fields)."""
     common = _common(values)
-    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"], common["num_frames"])
+    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"])
     return GenerateSettings(prompt=prompt, pipeline=str(values.get("pipeline") or "animatediff"), **common)
 
 
@@ -207,13 +207,16 @@ def edit_settings(values: dict) -> EditSettings:
     """Settings for an edit job. The target timeline is checked once the trimmed video's length is known."""
     if not values.get("video"):
         raise ValueError("No video given: upload the video to edit.")
+    from genl.video_io import probe_video
+
+    probe_video(values["video"])  # a file that is not a video fails here, in plain words, before queueing
     common = _common(values)
     start = float(values.get("start") or 0.0)
     end = values.get("end")
     end = float(end) if end not in (None, "", 0, 0.0) else None
     if start < 0 or (end is not None and end <= start):
         raise ValueError("Trim: the end must come after the start (and the start cannot be negative).")
-    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"], common["num_frames"])
+    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"])
     return EditSettings(prompt=prompt, video=str(values["video"]), source_prompt=str(values.get("source_prompt") or ""),
                         start=start, end=end, **common)
 

@@ -180,12 +180,14 @@ class Studio:
         return self._job(job_id)
 
     def estimate(self, settings) -> Optional[dict]:
-        """The engine's {seconds, memory_gb, frame_evals}; None if it cannot say."""
+        """The engine's {seconds, memory_gb, frame_evals}; None if it cannot say. ValueError for bad settings."""
         try:
             from genl.api import estimate
         except ImportError:
             return None
-        return estimate(self._prepare(settings, keep_upload=False))
+        settings = self._prepare(settings, keep_upload=False)
+        settings.validate()
+        return estimate(settings)
 
     def models(self) -> list[dict]:
         try:
