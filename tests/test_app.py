@@ -124,3 +124,27 @@ def test_settings_tab_lists_models(server, client):
     names = [r[0] for r in rows["data"]]
     assert server.models["animatediff"] in names and "demo" in names
     assert "cpu" in text and "64 frames" in text
+
+
+def test_edit_a_video(server, client, tmp_path):
+    import numpy as np
+
+    from genl.video_io import write_mp4
+
+    ys, xs = np.mgrid[0:32, 0:32]
+    frames = np.stack([np.stack([(xs * 8 + 6 * f) % 256, ys * 8, np.full_like(xs, 90)], -1)
+                       for f in range(16)]).astype(np.uint8)
+    src = write_mp4(frames, tmp_path / "clip.mp4", fps=8)
+    params = dict(rows={"headers": ["from", "to", "prompt", "negative"], "metadata": None,
+                        "data": [[0, 1, "a red circle on the sand", ""], [1, 2, "a red circle in the snow", ""]]},
+                  unit="seconds", video=handle_file(str(src)), source_prompt="a red circle on grass", start=0, end=0,
+                  fps=8, strength=1.0, num_frames=16, width=32, height=32, model=server.models["sd"], seed=0,
+                  randomize=False, steps=2, guidance=7.5, scheduler="ddim", clip_length=8, stride=4,
+                  weights="flat", negative_prompt="")
+    job = client.submit(**params, api_name="/edit")
+    updates = list(job)
+    assert any("Inversion step" in u[1] for u in updates), [u[1] for u in updates]
+    assert status_of(updates[-1][1]) == "done", updates[-1][1]
+    assert frames_in(updates[-1][3]) == 16
+    settings = client.predict(updates[-1][0], api_name="/job")[4]
+    assert settings["kind"] == "edit" and "/uploads/" in settings["video"]  # the upload is kept with the outputs
