@@ -152,3 +152,43 @@ def test_studio_restart_recovery(tmp_path):
         assert s.wait(queued.id, 120).status == DONE
     finally:
         s.close()
+
+
+def test_preview_stays_under_five_percent_of_run_time(tmp_path):
+    def slow_decoder(latents):  # a preview that costs 5 ms
+        time.sleep(0.005)
+        return np.zeros((latents.shape[1], 4, 4, 3), np.uint8)
+
+    p = Previewer(tmp_path, min_interval=0.0, decoder=slow_decoder)
+    x0 = torch.zeros(1, 4, 8, 4, 4)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:  # "denoising steps" of 2 ms for two seconds
+        time.sleep(0.002)
+        p(x0, "denoise", 1)
+    assert p.count >= 2
+    assert p.spent / (time.monotonic() - t0) < 0.05
+
+
+def test_thread_worker_for_zerogpu(tmp_path):
+    s = Studio(tmp_path, devices=["cpu"], job_fn=SYNTHETIC_JOB, threads=True)
+    try:
+        assert s.wait_ready(30)
+        assert s.wait(s.submit(generate_settings()).id, 60).status == DONE
+        slow = s.submit(generate_settings("slow", steps=50))
+        for batch in s.watch(slow.id, poll=0.1):
+            if any(e["type"] == "progress" for e in batch):
+                break
+        s.cancel(slow.id)
+        assert s.wait(slow.id, 30).status == CANCELLED
+    finally:
+        s.close()
+
+
+def test_a_worker_that_cannot_start_says_why(tmp_path):
+    s = Studio(tmp_path, devices=["cpu"], job_fn="genl.no_such_module:run_job")
+    try:
+        with pytest.raises(RuntimeError, match="no_such_module"):
+            s.wait_ready(60)
+        assert "no_such_module" in s.info()["workers"][0]["problem"]
+    finally:
+        s.close()

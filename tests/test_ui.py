@@ -111,6 +111,16 @@ def test_text_to_video_in_the_browser(server, page, tmp_path):
     with av.open(str(saved)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 16
 
+    # the same job in the Jobs tab: newest first; selecting it shows its status, video and settings
+    job_id = page.get_by_label("Job id", exact=True).first.input_value()
+    page.get_by_role("tab", name="Jobs").click()
+    first = page.locator('.genl-jobs [data-testid="cell-0-0"]').first
+    page.wait_for_function(f"() => document.querySelector('.genl-jobs').textContent.includes('{job_id}')")
+    first.click()
+    page.locator('.genl-job-status [data-status="done"]').first.wait_for()
+    page.locator(".genl-job-video video").first.wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "ui_jobs.png"), full_page=True)
+
 
 def test_bad_inputs_show_errors(server, page, tmp_path):
     fill_text_form(page, server)

@@ -47,16 +47,18 @@ def create_demo(studio) -> gr.Blocks:
             refresh = gr.Button("Refresh", size="sm")
             auto = gr.Checkbox(True, label="Refresh every 2 s")
         table = gr.Dataframe(value=lambda: job_rows(studio), headers=HEADERS, type="array", interactive=False,
-                             wrap=True, label="Jobs (newest first); click a row to select it")
+                             wrap=True, label="Jobs (newest first); click a row to select it",
+                             elem_classes=["genl-jobs"],
+                             column_widths=["190px", "80px", "90px", "80px", "80px", "170px", "35%", "20%"])
         with gr.Row():
             job_id = gr.Textbox(label="Selected job id", scale=3)
             cancel = gr.Button("Cancel", variant="stop", scale=1)
             rerun = gr.Button("Re-run with the same settings", scale=1)
             delete = gr.Button("Delete", scale=1)
-        status = gr.HTML()
+        status = gr.HTML(elem_classes=["genl-job-status"])
         with gr.Row():
             preview = gr.Image(label="Preview", type="filepath", interactive=False)
-            video = gr.Video(label="Result", interactive=False)
+            video = gr.Video(label="Result", interactive=False, elem_classes=["genl-job-video"])
         with gr.Row():
             files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False)
             settings = gr.JSON(label="Settings JSON (exactly what ran)")

@@ -5,8 +5,8 @@ channels times a fixed 4x3 matrix gives roughly its RGB colour (ComfyUI's and In
 previews). It needs no weights and costs a matrix product on a few frames. A tiny VAE decoder (TAESD,
 `AutoencoderTiny`) gives sharper previews when one is configured.
 
-`Previewer` throttles itself so previews stay under ~5 % of the run time: at most one per
-`min_interval` seconds, and never more often than 20x its own measured cost.
+`Previewer` throttles itself so previews stay under 5 % of the run time: at most one per
+`min_interval` seconds, and never more often than 25x its own measured cost (4 % plus rounding).
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def load_tiny_decoder(path: str, device: str = "cpu") -> Callable[[torch.Tensor]
 class Previewer:
     """Turns progress callbacks' x0 into PNG files under `folder`, throttled by time and cost."""
 
-    def __init__(self, folder, *, max_frames: int = 8, min_interval: float = 1.0, max_share: float = 0.05,
+    def __init__(self, folder, *, max_frames: int = 8, min_interval: float = 1.0, max_share: float = 0.04,
                  decoder: Optional[Callable[[torch.Tensor], np.ndarray]] = None):
         self.folder = Path(folder)
         self.max_frames = max_frames
