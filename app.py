@@ -30,14 +30,17 @@ def build(args, models=None):
     """The Studio (workers, history) and the Blocks; the tabs only talk to the Studio."""
     outputs = Path(args.outputs).resolve()
     os.environ.setdefault("GRADIO_TEMP_DIR", str(outputs / "uploads" / "gradio"))  # uploads stay with outputs
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+        import spaces  # noqa: F401  (on ZeroGPU it must be imported before torch)
     import gradio as gr
 
     from genl.jobs import Studio
-    from genl.jobs.studio import detect_devices
+    from genl.jobs.studio import detect_devices, is_zero_gpu
     from ui import tab_edit, tab_jobs, tab_masks, tab_pose, tab_settings, tab_text
 
     models = models or [m for m in args.models.split(",") if m.strip()]
-    studio = Studio(outputs, devices=detect_devices(args.device), max_frames=args.max_frames,
+    devices = ["cuda"] if is_zero_gpu() else detect_devices(args.device)
+    studio = Studio(outputs, devices=devices, max_frames=args.max_frames,
                     max_upload_mb=args.max_upload_mb, tiny_decoder=args.tiny_decoder, models=models)
     with gr.Blocks(title="Gen-L Studio") as demo:
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "

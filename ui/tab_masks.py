@@ -47,12 +47,12 @@ def create_demo(studio) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Video", file_count="single")
-                target = gr.Textbox(label="Object to edit", placeholder="the red car")
+                gr.Textbox(label="Object to edit", placeholder="the red car")
                 preview_btn = gr.Button("Preview masks on sampled frames")
             with gr.Column():
                 frames = gr.Gallery(label="Sampled frames (masks will be drawn here)", columns=4, height=260)
                 note = gr.Markdown()
-        prompt = gr.Textbox(label="What the object should become", placeholder="a golden sports car",
+        gr.Textbox(label="What the object should become", placeholder="a golden sports car",
                             interactive=False, info="Available once the masking models are installed.")
         gr.Button("Edit inside the masks", variant="primary", interactive=False)
         preview_btn.click(lambda path: sample_frames(studio, path), [upload], [frames, note], api_name="mask_preview")

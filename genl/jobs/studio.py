@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from . import events
-from .spec import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobSpec
+from .spec import CANCELLED, DONE, FAILED, RUNNING, Job, JobSpec
 from .store import JobStore
 from .worker import DEFAULT_JOB_FN, ProcessWorker, ThreadWorker
 
 CRASHED = ("The worker process stopped unexpectedly while running this job (exit code {code}). This usually "
            "means it ran out of memory: try fewer frames or a smaller resolution. The worker was restarted.")
+KEEP_EVENT_LOGS = 200  # jobs whose live events stay in memory (history rows are kept in SQLite regardless)
 _FINAL_STATUS = {"finished": DONE, "failed": FAILED, "cancelled": CANCELLED}
 
 
@@ -277,7 +278,15 @@ class Studio:
             self._events.setdefault(ev["job"], deque(maxlen=2000)).append(ev)
             if update_store:
                 self._store_event(ev)
+            if ev["type"] in events.FINAL_TYPES and len(self._events) > KEEP_EVENT_LOGS:
+                self._forget_old_event_logs()
             self._changed.notify_all()
+
+    def _forget_old_event_logs(self) -> None:
+        """Ended jobs keep their history row; only the oldest in-memory event logs are dropped."""
+        ended = [j for j, log in self._events.items() if log and log[-1]["type"] in events.FINAL_TYPES]
+        for job_id in ended[: len(self._events) - KEEP_EVENT_LOGS]:
+            del self._events[job_id]
 
     def _store_event(self, ev: dict) -> None:
         job_id, kind = ev["job"], ev["type"]
