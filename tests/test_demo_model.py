@@ -11,8 +11,8 @@ from genl.models import DEMO_DIR, DEMO_NAME, ModelManager, demo_available
 pytestmark = pytest.mark.skipif(not demo_available(), reason="assets/demo-model is missing")
 
 # measured at commit time with the settings of test_generation_reads_as_prompted (seed 0): see README
-MIN_COLOUR_RATE = 0.0
-MIN_BACKGROUND_RATE = 0.0
+MIN_COLOUR_RATE = 0.7   # measured 0.81 (animatediff), 0.94 (tuning_free)
+MIN_BACKGROUND_RATE = 0.9   # measured 1.0 (both)
 
 
 @pytest.fixture(scope="module")
