@@ -11,6 +11,8 @@ from genl.codenoise import WEIGHT_SCHEMES
 from .strip import render_strip
 
 DEFAULTS = GenerateSettings()
+DEMO, DEMO_SIZE = "demo", 128  # the bundled demo model (assets/demo-model) is trained at 128x128
+DEMO_PROMPTS = ["a red circle moving right over grass", "a blue square bouncing over sand"]
 # UI-only events: outside the queue, no spinner, callable but not listed in the API page.
 HIDDEN = dict(queue=False, show_progress="hidden", api_visibility="undocumented")
 CN = CoDenoiseSettings()
@@ -89,16 +91,16 @@ def wire_timeline(tl: Form, fps, num_frames) -> None:
 # ---- advanced settings -----------------------------------------------------------------------------
 def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames: int = 1024,
              length_info: str = "") -> Form:
-    models = studio.models()
-    choices = [m["name"] for m in models]
-    default_model = next((m["name"] for m in models if m["available"]), choices[0] if choices else "demo")
+    choices = [m["name"] for m in studio.models()]
+    default_model = pick_default_model(studio)
+    size = DEMO_SIZE if default_model == DEMO else DEFAULTS.width
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             num_frames = gr.Number(DEFAULTS.num_frames, label="Length (frames)", precision=0,
                                    info=length_info or f"At most {max_frames} frames on this server.")
             fps = gr.Number(DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60) if with_fps else None
-            width = gr.Number(DEFAULTS.width, label="Width", precision=0, step=8)
-            height = gr.Number(DEFAULTS.height, label="Height", precision=0, step=8)
+            width = gr.Number(size, label="Width", precision=0, step=8)
+            height = gr.Number(size, label="Height", precision=0, step=8)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", allow_custom_value=True,
                                 info="A configured model, a hub id or a local folder.")
@@ -119,6 +121,7 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                                info="Shift between clips; S < M makes clips overlap (M/4 is the paper's).")
             weights = gr.Dropdown(list(WEIGHT_SCHEMES), value=CN.weights, label="Fusion weights")
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
+    model.change(fit_size_to_model, [model, width, height], [width, height], **HIDDEN)
     form = Form(num_frames=num_frames, fps=fps, width=width, height=height, model=model, seed=seed,
                 randomize=randomize, steps=steps, guidance=guidance, scheduler=scheduler,
                 clip_length=clip_length, stride=stride, weights=weights, negative_prompt=negative)
@@ -127,6 +130,27 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
     if not with_fps:
         form.components.pop("fps")
     return form
+
+
+def pick_default_model(studio) -> str:
+    """The first configured model that can load, else the bundled demo model."""
+    models = studio.models()
+    usable = [m["name"] for m in models if m["available"]]
+    return next((n for n in usable if n != DEMO), usable[0] if usable else DEMO)
+
+
+def default_prompts(studio, real: list[str]) -> list[str]:
+    """Example rows the chosen model can draw: the demo model only knows its shapes world."""
+    return DEMO_PROMPTS if pick_default_model(studio) == DEMO else real
+
+
+def fit_size_to_model(model, width, height):
+    """The demo model draws 128x128; other models start at 512 unless the user already chose a size."""
+    if model == DEMO:
+        return DEMO_SIZE, DEMO_SIZE
+    if (width, height) == (DEMO_SIZE, DEMO_SIZE):
+        return DEFAULTS.width, DEFAULTS.height
+    return gr.update(), gr.update()
 
 
 def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:

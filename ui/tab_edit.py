@@ -32,7 +32,8 @@ def create_demo(studio) -> gr.Blocks:
                 info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
             samples = gr.Gallery(label="Frames the edit will use (a sample)", columns=4, height=260)
         source = gr.Textbox(label="Source prompt: what the video shows", placeholder="a man surfing a wave")
-        tl = common.timeline_editor(["a robot surfing a wave", "a robot surfing a wave at sunset"],
+        tl = common.timeline_editor(common.default_prompts(studio, ["a robot surfing a wave",
+                                                                    "a robot surfing a wave at sunset"]),
                                     common.DEFAULTS.num_frames, common.DEFAULTS.fps, label="Target timeline")
         adv = common.advanced(studio, pipeline=False, with_fps=False, max_frames=studio.max_frames,
                               length_info="Set from the uploaded video, its trim and fps.")
@@ -47,25 +48,30 @@ def create_demo(studio) -> gr.Blocks:
                            end=end, fps=fps, strength=strength).add(**adv.components)
         common.wire_timeline(tl, fps, adv["num_frames"])
 
-        def inspect(path, a, b, f):
-            """On upload or trim: check the file, count frames, show samples, size the output."""
+        def inspect(path, a, b, f, model, rows, unit):
+            """On upload or trim: check the file, count frames, show samples, size the output, and
+            spread the timeline rows over the new length."""
+            keep = (gr.update(),) * 4
             if not path:
-                return "No video yet.", None, gr.update(), gr.update(), gr.update()
+                return ("No video yet.", None, *keep)
             try:
                 got = forms.inspect_video(path, fps=f, start=a, end=b or None, max_frames=studio.max_frames)
             except ValueError as err:
                 gr.Warning(str(err))
-                return f"**Cannot use this file:** {err}", None, gr.update(), gr.update(), gr.update()
+                return (f"**Cannot use this file:** {err}", None, *keep)
             vi = got["info"]
-            w, h = fit_size(vi.width, vi.height, target_short_side=min(512, vi.width, vi.height), max_side=768)
+            short = common.DEMO_SIZE if model == common.DEMO else 512
+            w, h = fit_size(vi.width, vi.height, target_short_side=min(short, vi.width, vi.height), max_side=768)
+            n = got["num_frames"]
             text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the edit uses "
-                    f"**{got['num_frames']} frames** at {got['fps']:g} fps, output {w}×{h}.")
-            return text, got["samples"], got["num_frames"], w, h
+                    f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
+            prompts = ([r[2] for r in forms.convert_rows(rows, unit, unit, got["fps"])] or ["describe the edit"])[:n]
+            return text, got["samples"], n, w, h, forms.default_rows(unit, got["fps"], n, prompts)
 
         for trigger in (upload.change, start.change, end.change, fps.change):
-            trigger(inspect, [upload, start, end, fps], [info, samples, adv["num_frames"], adv["width"],
-                                                         adv["height"]], show_progress="minimal",
-                    api_visibility="undocumented")
+            trigger(inspect, [upload, start, end, fps, adv["model"], tl["rows"], tl["unit"]],
+                    [info, samples, adv["num_frames"], adv["width"], adv["height"], tl["rows"]],
+                    show_progress="minimal", api_visibility="undocumented")
 
         def make(values):
             values["fps"] = values["fps"] or common.DEFAULTS.fps

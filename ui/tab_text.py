@@ -14,7 +14,8 @@ def create_demo(studio) -> gr.Blocks:
     with gr.Blocks() as demo:
         gr.Markdown("Write what happens when: each row is a prompt for a stretch of the video. Clips of M "
                     "frames, S apart, are denoised together so the whole video stays consistent.")
-        tl = common.timeline_editor(EXAMPLE_PROMPTS, common.DEFAULTS.num_frames, common.DEFAULTS.fps)
+        tl = common.timeline_editor(common.default_prompts(studio, EXAMPLE_PROMPTS), common.DEFAULTS.num_frames,
+                                    common.DEFAULTS.fps)
         adv = common.advanced(studio, pipeline=True, max_frames=studio.max_frames)
         estimate = gr.Markdown(elem_classes=["genl-estimate"])
         with gr.Row():
