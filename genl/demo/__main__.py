@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     e.add_argument("--pipelines", default="animatediff,tuning_free")
     e.add_argument("--size", type=int, default=128)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("-M", "--clip-length", type=int, default=16)
+    e.add_argument("-S", "--stride", type=int, default=8)
     args = ap.parse_args(argv)
     if args.command == "train":
         kw = {k: v for k, v in vars(args).items() if k not in ("command", "tiny")}
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
         return 0
     from .evaluate import evaluate
     print(json.dumps(evaluate(args.model, args.pipelines.split(","), args.captions, args.frames, args.steps,
-                              args.size, args.seed), indent=1))
+                              args.size, args.seed, args.clip_length, args.stride), indent=1))
     return 0
 
 
