@@ -146,7 +146,7 @@ def test_models_load_once_and_missing_models_fail_fast(tiny_models, monkeypatch)
     t = time.monotonic()
     with pytest.raises(ModelNotAvailable, match="someone/not-downloaded") as err:
         mm.get("animatediff", "someone/not-downloaded")
-    assert "hf download" in str(err.value) and time.monotonic() - t < 5
+    assert "hf download" in str(err.value) and time.monotonic() - t < 10  # no retry loops
     with pytest.raises(ValueError, match="image model"):
         mm.get("edit", tiny_models["animatediff"])
 

@@ -9,8 +9,19 @@ from typing import Optional
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
 
 from ..timeline import Timeline, mix_embeddings
+
+
+class LongVideoPipelineBase(DiffusionPipeline):
+    """Components as in diffusers (vae, text_encoder, tokenizer, unet, scheduler), passed in, never created."""
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
 
 from ..attention import set_cross_frame_attention
 from ..codenoise import make_windows, window_weights
@@ -18,6 +17,7 @@ from ..inversion import InversionCache, ddim_invert, inversion_cache_key, invers
 from ..sampling import co_denoise_sample, make_scheduler
 from ..timeline import Timeline
 from .common import (
+    LongVideoPipelineBase,
     LongVideoOutput,
     decode_latents,
     default_windows_per_call,
@@ -58,13 +58,9 @@ def adjacent_frame_penalty(scheduler, strength: float, iterations: int = 1):
     return hook
 
 
-class LongVideoEditPipeline(DiffusionPipeline):
+class LongVideoEditPipeline(LongVideoPipelineBase):
     """Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler."""
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
-        super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              scheduler=scheduler)
 
     @torch.no_grad()
     def invert(self, frames: np.ndarray, source: Timeline, *, num_inference_steps: int = 50,

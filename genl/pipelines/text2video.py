@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from diffusers import DiffusionPipeline, UNet3DConditionModel
+from diffusers import UNet3DConditionModel
 
 from ..codenoise import make_windows, window_weights
 from ..sampling import co_denoise_sample
 from ..timeline import Timeline
 from .common import (
+    LongVideoPipelineBase,
     LongVideoOutput,
     decode_latents,
     default_windows_per_call,
@@ -26,15 +27,10 @@ from .common import (
 )
 
 
-class LongAnimateDiffPipeline(DiffusionPipeline):
+class LongAnimateDiffPipeline(LongVideoPipelineBase):
     """Co-denoised text-to-video. Components as in diffusers: vae, text_encoder, tokenizer, scheduler and a
     unet that is a UNetMotionModel (AnimateDiff) or a UNet3DConditionModel (ModelScope/zeroscope)."""
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
-        super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
     def __call__(

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from diffusers import DiffusionPipeline
 
 from ..attention import set_cross_frame_attention
 from ..codenoise import make_windows, window_weights
 from ..sampling import co_denoise_sample
 from ..timeline import Timeline
 from .common import (
+    LongVideoPipelineBase,
     LongVideoOutput,
     decode_latents,
     default_windows_per_call,
@@ -41,14 +41,9 @@ def shared_noise(shape, seed: int, device, init_sigma: float, motion=(0.0, 0.0),
     return (noise * init_sigma).to(device)
 
 
-class LongTuningFreePipeline(DiffusionPipeline):
+class LongTuningFreePipeline(LongVideoPipelineBase):
     """Image-model long video. Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler."""
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
-        super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
     def __call__(
