@@ -192,3 +192,14 @@ def test_a_worker_that_cannot_start_says_why(tmp_path):
         assert "no_such_module" in s.info()["workers"][0]["problem"]
     finally:
         s.close()
+
+
+def test_small_local_vae_previews_through_itself():
+    from conftest_app import tiny_models
+    from genl.jobs.preview import small_vae_decoder
+
+    decode = small_vae_decoder(tiny_models()["sd"])
+    assert decode is not None
+    frames = decode(torch.randn(4, 3, 8, 8))  # (C, F, h, w) -> (F, H, W, 3)
+    assert frames.shape == (3, 16, 16, 3) and frames.dtype == np.uint8
+    assert small_vae_decoder("some-org/not-on-this-machine") is None  # falls back to the linear table

@@ -13,6 +13,7 @@ The worker sends them over a multiprocessing queue; the Studio stores them per j
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional
 
 TYPES = ("queued", "started", "progress", "preview", "finished", "failed", "cancelled")
@@ -44,7 +45,8 @@ def preview(job: str, path: str, stage: str, step: int) -> dict:
 
 
 def finished(job: str, outputs: dict) -> dict:
-    return _event("finished", job, outputs={k: str(v) for k, v in outputs.items() if v is not None})
+    return _event("finished", job, outputs={k: str(v) if isinstance(v, Path) else v
+                                            for k, v in outputs.items() if v is not None})
 
 
 def failed(job: str, message: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import events
-from .preview import Previewer, load_tiny_decoder
+from .preview import Previewer, load_tiny_decoder, small_vae_decoder
 from .spec import JobSpec
 
 DEFAULT_JOB_FN = "genl.api:run_job"
@@ -104,8 +104,9 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
     settings = spec.to_settings()
     if getattr(settings, "device", "auto") == "auto":
         settings.device = device  # the stored spec keeps "auto", so a re-run may land on any worker
+    decoder = preview.get("decoder") or small_vae_decoder(getattr(settings, "model", ""))
     previewer = Previewer(out_dir / "previews", max_frames=preview.get("frames", 8),
-                          min_interval=preview.get("interval", 1.0), decoder=preview.get("decoder"))
+                          min_interval=preview.get("interval", 1.0), decoder=decoder)
     clock = _Clock()
     last_preview = None
     steps = int(getattr(settings, "steps", 0) or 0)
