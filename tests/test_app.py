@@ -6,7 +6,7 @@ import time
 import av
 import pytest
 
-from conftest_app import app_server
+from conftest_app import ROOT, app_server
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -148,3 +148,29 @@ def test_edit_a_video(server, client, tmp_path):
     assert frames_in(updates[-1][3]) == 16
     settings = client.predict(updates[-1][0], api_name="/job")[4]
     assert settings["kind"] == "edit" and "/uploads/" in settings["video"]  # the upload is kept with the outputs
+
+
+def test_only_outputs_are_served(server, client):
+    import urllib.error
+    import urllib.request
+
+    inside = server.studio.outputs / "served-probe.txt"
+    inside.write_text("ok")
+    (server.studio.outputs.parent / "elsewhere.txt").write_text("private")
+    assert urllib.request.urlopen(f"{server.url}gradio_api/file={inside}", timeout=10).read() == b"ok"
+    for secret in ("/etc/passwd", str(ROOT / "app.py"), str(server.studio.outputs.parent / "elsewhere.txt")):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{server.url}gradio_api/file={secret}", timeout=10)
+        assert err.value.code in (403, 404)
+
+
+def test_command_line(monkeypatch):
+    import app
+
+    args = app.parse_args([])
+    assert (args.host, args.port, args.share, args.outputs) == ("127.0.0.1", 7860, False, "outputs")
+    monkeypatch.setenv("GENL_AUTH", "alice:secret")
+    assert app.parse_args([]).auth == "alice:secret"
+    assert app.parse_args(["--auth", "bob:pw", "--max-frames", "32"]).max_frames == 32
+    with pytest.raises(SystemExit):
+        app.parse_args(["--auth", "no-colon"])
