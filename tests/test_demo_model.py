@@ -3,8 +3,6 @@ that the world's parser reads as prompted. Thresholds are measured rates minus a
 assets/demo-model/README.md)."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -16,8 +14,6 @@ pytestmark = pytest.mark.skipif(not demo_available(), reason="assets/demo-model 
 # colour 0.81 (animatediff) / 0.94 (tuning_free), background 1.0 / 1.0; thresholds leave a margin.
 MIN_COLOUR_RATE = 0.7
 MIN_BACKGROUND_RATE = 0.9
-# The motion UNet's generation takes ~1.5 min on a 2-core CPU; run it with GENL_SLOW_TESTS=1.
-SLOW = os.environ.get("GENL_SLOW_TESTS", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +44,7 @@ def test_image_unet_is_motion_unet_without_motion_modules(manager):
     assert all(np.array_equal(image[k].numpy(), motion[k].numpy()) for k in list(image)[:20])
 
 
-@pytest.mark.parametrize("pipeline", [
-    pytest.param("animatediff", marks=pytest.mark.skipif(not SLOW, reason="slow on CPU; GENL_SLOW_TESTS=1")),
-    "tuning_free"])
+@pytest.mark.parametrize("pipeline", ["animatediff", "tuning_free"])
 def test_generation_reads_as_prompted(manager, pipeline):
     from genl.demo.evaluate import frame_scores
     from genl.timeline import load_timeline
