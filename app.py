@@ -5,7 +5,8 @@ import argparse
 import os
 from pathlib import Path
 
-CSS = ".genl-strip svg{border:1px solid #ddd;border-radius:6px} .genl-missing{border-left:4px solid #e67e22;padding-left:8px}"
+CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
+       ".genl-missing{border-left:4px solid #e67e22;padding-left:8px}")
 
 
 def parse_args(argv=None):

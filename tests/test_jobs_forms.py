@@ -52,7 +52,8 @@ def test_strip_data_reports_problems_without_raising():
 def test_generate_settings_from_form_values():
     values = dict(rows=[[0, 1, "a cat", ""], [1, 2, "a dog", ""]], unit="seconds", num_frames=16, fps=8,
                   width=64, height=64, model="demo", seed=5, randomize=False, steps=3, guidance=7.5,
-                  scheduler="ddim", clip_length=8, stride=4, weights="gaussian", negative_prompt="", pipeline="animatediff")
+                  scheduler="ddim", clip_length=8, stride=4, weights="gaussian", negative_prompt="",
+                  pipeline="animatediff")
     s = forms.generate_settings(values)
     s.validate()
     assert s.seed == 5 and s.codenoise.weights == "gaussian"

@@ -36,7 +36,8 @@ def render_strip(data: dict, fps: float) -> str:
         y = wy + (i % rows) * row_h
         spans = [(a, min(b, n))] + ([(0, b - n)] if b > n else [])  # looped windows wrap to the start
         for sa, sb in spans:
-            parts.append(f'<rect x="{x(sa):.1f}" y="{y}" width="{max(1.0, x(sb) - x(sa)):.1f}" height="{row_h - 2}" '
+            parts.append(f'<rect x="{x(sa):.1f}" y="{y}" width="{max(1.0, x(sb) - x(sa)):.1f}" '
+                         f'height="{row_h - 2}" '
                          f'rx="2" fill="#555" fill-opacity="0.55"><title>window {i + 1}: frames {a}-{b - 1}</title></rect>')
     for k in range(5):
         f = round(k * (n - 1) / 4) if n > 1 else 0

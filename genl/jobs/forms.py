@@ -139,7 +139,8 @@ def split_row(rows, index: Optional[int], unit: str) -> list[list]:
         if end <= start:
             raise ValueError(f"Row {i + 1} ends before it starts and cannot be split.")
         mid = round((start + end) / 2, 3)
-        halves = [[_tidy(start), _tidy(mid), rows[i][2], rows[i][3]], [_tidy(mid), _tidy(end), rows[i][2], rows[i][3]]]
+        halves = [[_tidy(start), _tidy(mid), rows[i][2], rows[i][3]],
+                  [_tidy(mid), _tidy(end), rows[i][2], rows[i][3]]]
     return rows[:i] + halves + rows[i + 1:]
 
 
@@ -217,8 +218,8 @@ def edit_settings(values: dict) -> EditSettings:
     if start < 0 or (end is not None and end <= start):
         raise ValueError("Trim: the end must come after the start (and the start cannot be negative).")
     prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"])
-    return EditSettings(prompt=prompt, video=str(values["video"]), source_prompt=str(values.get("source_prompt") or ""),
-                        start=start, end=end, **common)
+    return EditSettings(prompt=prompt, video=str(values["video"]), start=start, end=end,
+                        source_prompt=str(values.get("source_prompt") or ""), **common)
 
 
 def summarize_prompt(prompt: str, limit: int = 80) -> str:

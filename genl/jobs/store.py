@@ -98,7 +98,8 @@ class JobStore:
             statuses = list(statuses)
             sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
             args += statuses
-        sql += " ORDER BY created " + ("DESC" if newest_first else "ASC") + ", id " + ("DESC" if newest_first else "ASC")
+        order = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY created {order}, id {order}"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
