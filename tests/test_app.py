@@ -149,6 +149,12 @@ def test_edit_a_video(server, client, tmp_path):
     settings = client.predict(updates[-1][0], api_name="/job")[4]
     assert settings["kind"] == "edit" and "/uploads/" in settings["video"]  # the upload is kept with the outputs
 
+    # a re-run finds the inversion in the cache: one "inversion" step instead of a full inversion
+    again = client.predict(updates[-1][0], api_name="/rerun")[0]
+    assert status_of(wait_job(client, again)[0]) == "done"
+    inversion = [e for e in server.studio.events(again) if e["type"] == "progress" and e["stage"] == "inversion"]
+    assert inversion and all(e["total"] == 1 for e in inversion), inversion
+
 
 def test_only_outputs_are_served(server, client):
     import urllib.error
