@@ -24,7 +24,8 @@ def user_error(err: Exception) -> gr.Error:
 
 
 class Form:
-    """Named components, so handlers get a dict instead of twenty positional arguments."""
+    """Named components; events pass them as keyword arguments (`inputs_kwargs=form.components`), which also
+    names the parameters of the HTTP API."""
 
     def __init__(self, **components):
         self.components = dict(components)
@@ -39,9 +40,6 @@ class Form:
     @property
     def inputs(self):
         return list(self.components.values())
-
-    def values(self, args) -> dict:
-        return dict(zip(self.components, args))
 
 
 # ---- timeline editor -------------------------------------------------------------------------------
