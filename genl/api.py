@@ -14,6 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .codenoise import make_windows
+from .control import edge_map
+from .masks import object_masks
 from .models import DEMO_NAME, DEMO_NOTICE, ModelManager, ModelNotAvailable, demo_available
 from .sampling import Cancelled  # noqa: F401  (re-exported: the job system catches genl.api.Cancelled)
 from .settings import EditSettings, GenerateSettings
@@ -47,15 +49,20 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
     callback = _progress_adapter(progress)
     cn = settings.codenoise
 
+    controlnet = (settings.controlnet or (DEMO_NAME if settings.model == DEMO_NAME else "")) if settings.control else ""
+    if settings.control and not controlnet:
+        raise ValueError("Edge control needs a ControlNet model: set one (e.g. an SD-1.5 canny ControlNet).")
+
     def pipeline_for(name):
         try:
             return models.get(name, settings.model, device=settings.device, precision=settings.precision,
-                              motion_adapter=getattr(settings, "motion_adapter", ""))
+                              motion_adapter=getattr(settings, "motion_adapter", ""), controlnet=controlnet)
         except ModelNotAvailable as err:
             if not fallback_to_demo or settings.model == DEMO_NAME or not demo_available():
                 raise
             notices.append(f"{err} Using the {DEMO_NOTICE} instead.")
-            return models.get(name, DEMO_NAME, device=settings.device, precision=settings.precision)
+            return models.get(name, DEMO_NAME, device=settings.device, precision=settings.precision,
+                              controlnet=DEMO_NAME if controlnet else "")
 
     if isinstance(settings, EditSettings):
         from .inversion import InversionCache
@@ -67,11 +74,19 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
         settings.validate()
         pipe = pipeline_for("edit")
         cache = InversionCache(settings.cache_dir or out_dir.parent / ".inversion-cache")
+        masks = None
+        if settings.mask_object:
+            found = object_masks(frames, settings.mask_object, settings.mask_method,
+                                 demo=settings.model == DEMO_NAME or bool(notices))
+            masks = found.masks
+            notices.append(f"Object masks: {found.note}.")
         result = pipe(frames, load_timeline(settings.source_prompt).validate(len(frames)), settings.timeline(),
                       num_inference_steps=settings.steps, guidance_scale=settings.guidance,
                       clip_length=cn.clip_length, stride=cn.stride, weights=cn.weights,
                       attention=settings.attention, strength=settings.strength, smoothness=settings.smoothness,
-                      scheduler=settings.scheduler, windows_per_call=cn.windows_per_call,
+                      scheduler=settings.scheduler, windows_per_call=cn.windows_per_call, masks=masks,
+                      control_frames=edge_map(frames) if settings.control else None,
+                      control_scale=settings.control_scale,
                       interpolation=cn.interpolation, cache=cache,
                       cache_id={"video": video_hash(settings.video), "model": settings.model},
                       callback=callback, is_cancelled=is_cancelled)
@@ -86,8 +101,19 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
         if settings.pipeline == "animatediff":
             result = pipe(settings.timeline(), **common)
         else:
+            control = None
+            if settings.control:
+                from .video_io import read_video
+
+                ref, _ = read_video(settings.control_video, fps=settings.fps, max_frames=settings.num_frames,
+                                    size=(settings.width, settings.height))
+                if len(ref) < settings.num_frames:
+                    raise ValueError(f"The reference video has {len(ref)} frames at {settings.fps:g} fps; "
+                                     f"the video needs {settings.num_frames}. Make it shorter or lower the fps.")
+                control = edge_map(ref)
             result = pipe(settings.timeline(), attention=settings.attention, motion=tuple(settings.motion),
-                          transition_frames=cn.transition_frames, **common)
+                          transition_frames=cn.transition_frames, control_frames=control,
+                          control_scale=settings.control_scale, **common)
     return save_outputs(result.frames, settings, out_dir, notices=notices, save_frames=save_frames)
 
 

@@ -49,8 +49,12 @@ def ddim_invert(
     windows_per_call: int = 1,
     callback: Optional[Callable] = None,
     is_cancelled: Optional[Callable[[], bool]] = None,
+    trajectory: Optional[list] = None,
 ) -> torch.Tensor:
     """Clean latents x_0 -> noisy x_T at timesteps[0] (the first sampling timestep).
+
+    `trajectory`, when given, receives every level on the CPU: [x_0, x at timesteps[-1], ..., x_T], so
+    trajectory[n - k] is the source at the level of timesteps[k] (n = len(timesteps)); masked editing uses it.
 
     `timesteps` are the sampling timesteps, high to low; inversion climbs them in reverse. The model is
     evaluated at the current (less noisy) point with the next timestep, as in diffusers' DDIMInverseScheduler.
@@ -59,6 +63,8 @@ def ddim_invert(
     up = list(reversed(timesteps))
     x = latents.to(torch.float32)
     prev_alpha = torch.tensor(final_alpha if final_alpha is not None else float(acp[0]), dtype=torch.float64)
+    if trajectory is not None:
+        trajectory.append(x.detach().cpu())
     for i, t in enumerate(up):
         check_cancel(is_cancelled)
         alpha = acp[int(t)]
@@ -67,6 +73,8 @@ def ddim_invert(
         x0 = (x.to(torch.float64) - (1 - prev_alpha).sqrt() * eps) / prev_alpha.sqrt()
         x = (alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps).to(torch.float32)
         prev_alpha = alpha
+        if trajectory is not None:
+            trajectory.append(x.detach().cpu())
         if callback is not None:
             callback("inversion", i + 1, len(up), x0.to(torch.float32))
     check_cancel(is_cancelled)
@@ -88,7 +96,7 @@ class InversionCache:
     def path(self, key: str) -> Path:
         return self.folder / f"inv-{key}.pt"
 
-    def load(self, key: str) -> Optional[torch.Tensor]:
+    def load(self, key: str):
         p = self.path(key)
         if not p.exists():
             return None
@@ -97,8 +105,9 @@ class InversionCache:
         except Exception:  # a truncated file from a killed job is just a miss
             return None
 
-    def save(self, key: str, latents: torch.Tensor) -> None:
+    def save(self, key: str, value) -> None:
+        """Any tensor or dict/list of tensors; written to a temp file first so a killed job leaves no half file."""
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.path(key).with_suffix(".tmp")
-        torch.save(latents.detach().cpu(), tmp)
+        torch.save(value, tmp)
         tmp.replace(self.path(key))

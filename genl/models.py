@@ -18,6 +18,7 @@ import torch
 DEFAULT_SD = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+DEMO_CONTROLNET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-controlnet"
 DEMO_NAME = "demo"
 DEMO_NOTICE = "demo model: synthetic shapes world (a tiny model trained by this project; not Stable Diffusion)"
 
@@ -196,7 +197,7 @@ class ModelManager:
         self._lock = threading.Lock()
 
     def get(self, pipeline: str, model: str, *, device: str = "auto", precision: str = "auto",
-            motion_adapter: str = ""):
+            motion_adapter: str = "", controlnet: str = ""):
         from .pipelines import LongAnimateDiffPipeline, LongTuningFreePipeline, LongVideoEditPipeline
 
         dev = resolve_device(device)
@@ -220,7 +221,22 @@ class ModelManager:
         path = resolve_model_path(model)
         if family == "sd" and model_kind(path) == "animatediff" and not has_image_unet(path):
             raise ValueError(f"'{model}' is a text-to-video (AnimateDiff) model; this mode needs an image model.")
-        return classes[pipeline](**{k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")})
+        parts = {k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+        if controlnet:
+            if pipeline == "animatediff":
+                raise ValueError("ControlNet control works with the image-model modes (tuning-free, edit).")
+            parts["controlnet"] = self._controlnet(controlnet, dev, dtype)
+        return classes[pipeline](**parts)
+
+    def _controlnet(self, name: str, dev, dtype):
+        from diffusers import ControlNetModel
+
+        key = ("controlnet", name, str(dev), str(dtype))
+        with self._lock:
+            if key not in self._cache:
+                path = str(DEMO_CONTROLNET_DIR) if name == DEMO_NAME else name
+                self._cache[key] = _from_pretrained(ControlNetModel, path, dtype=dtype).to(dev).eval()
+            return self._cache[key]
 
     def clear(self) -> None:
         with self._lock:

@@ -81,13 +81,15 @@ def co_denoise_sample(
     is_cancelled: Optional[Callable[[], bool]] = None,
     generator: Optional[torch.Generator] = None,
     x0_hook: Optional[Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]] = None,
+    step_hook: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
     stage: str = "denoise",
 ) -> torch.Tensor:
     """Run the scheduler over `timesteps`, fusing the windows' model outputs at every step.
 
     x0_hook(model_output, model_input, t) -> model_output lets a pipeline adjust the fused prediction (e.g.
     the adjacent-frame distance penalty) before the scheduler steps; model_input is the scaled latent the
-    model saw (variance-preserving form for every scheduler here).
+    model saw (variance-preserving form for every scheduler here). step_hook(latents, i) -> latents runs on
+    the stepped latents after step i (e.g. masked editing pastes the source back outside the mask).
     """
     total = len(timesteps)
     for i, t in enumerate(timesteps):
@@ -102,6 +104,8 @@ def co_denoise_sample(
         if callback is not None:
             callback(stage, i + 1, total, predicted_x0(scheduler, out, latents, t, step))
         latents = step.prev_sample
+        if step_hook is not None:
+            latents = step_hook(latents, i)
     check_cancel(is_cancelled)
     return latents
 

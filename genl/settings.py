@@ -114,11 +114,20 @@ class GenerateSettings(_Common):
     motion_adapter: str = ""  # AnimateDiff motion module; empty means the model's default
     attention: str = "bidirectional"  # cross-frame attention for image models
     motion: tuple = (0.0, 0.0)  # tuning-free: latent pixels the shared noise moves per frame (dx, dy)
+    control: str = ""  # '' or 'edges': follow the edges of `control_video` (tuning-free, with a ControlNet)
+    control_video: str = ""
+    controlnet: str = ""  # ControlNet model (hub id, folder, or 'demo'); empty: the model's default
+    control_scale: float = 1.0
 
     def validate(self) -> None:
         super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
+        _validate_control(self)
+        if self.control and self.pipeline != "tuning_free":
+            raise ValueError("Edge control works with the tuning-free (image model) generator.")
+        if self.control and not self.control_video:
+            raise ValueError("Edge control needs a reference video: upload the video whose edges to follow.")
 
 
 @dataclass
@@ -135,8 +144,14 @@ class EditSettings(_Common):
     smoothness: float = 0.0  # Pix2Video-style adjacent-frame distance penalty strength (0 = off)
     strength: float = 1.0  # fraction of the schedule to invert and resample (1 = full)
     cache_dir: str = ""
+    mask_object: str = ""  # edit anything: only this object changes ('' edits the whole frame)
+    mask_method: str = "auto"
+    control: str = ""  # '' or 'edges': keep the source video's edges (with a ControlNet)
+    controlnet: str = ""
+    control_scale: float = 1.0
 
     def validate(self) -> None:
+        _validate_control(self)
         if not self.video:
             raise ValueError("No video given: upload the video to edit.")
         if not (self.source_prompt or "").strip():
@@ -146,6 +161,13 @@ class EditSettings(_Common):
         if self.smoothness < 0:
             raise ValueError("Smoothness must not be negative.")
         super().validate()
+
+
+def _validate_control(settings) -> None:
+    if settings.control not in ("", "edges"):
+        raise ValueError(f"Unknown control '{settings.control}'. Available: edges.")
+    if not 0.0 <= settings.control_scale <= 2.0:
+        raise ValueError(f"Control strength must be between 0 and 2 (got {settings.control_scale}).")
 
 
 def settings_from_dict(data: dict):

@@ -17,11 +17,23 @@ from ..timeline import Timeline, mix_embeddings
 class LongVideoPipelineBase(DiffusionPipeline):
     """Components as in diffusers (vae, text_encoder, tokenizer, unet, scheduler), passed in, never created."""
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, controlnet=None):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              scheduler=scheduler)
+                              scheduler=scheduler, controlnet=controlnet)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+def control_images(pipe, frames: Optional[np.ndarray], num_frames: int) -> Optional[torch.Tensor]:
+    """(F, H, W, 3) uint8 conditioning frames -> (F, 3, H, W) in [0, 1] for the pipeline's ControlNet."""
+    if frames is None:
+        return None
+    if getattr(pipe, "controlnet", None) is None:
+        raise ValueError("Control frames were given but no ControlNet is loaded: choose a ControlNet model.")
+    if len(frames) != num_frames:
+        raise ValueError(f"The control video has {len(frames)} frames but the video has {num_frames}.")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    return (x.float() / 255.0).to(device=pipe.unet.device, dtype=pipe.controlnet.dtype)
 
 
 @dataclass
@@ -139,9 +151,11 @@ def default_windows_per_call(device, clip_length: int, height: int, width: int, 
 
 
 def image_unet_denoiser(unet, text: TextConditions, windows, num_frames: int, clip_length: int,
-                        guidance_scale: float):
+                        guidance_scale: float, controlnet=None, control: Optional[torch.Tensor] = None,
+                        control_scale: float = 1.0):
     """denoise_batch for an image UNet: clips (k, C, M, h, w) become k*M images, frames contiguous per clip
-    (the layout the cross-frame attention processor expects), CFG halves stacked [uncond; cond]."""
+    (the layout the cross-frame attention processor expects), CFG halves stacked [uncond; cond]. With a
+    ControlNet, each frame's control image (control: (F, 3, H, W)) adds its residuals to the UNet."""
     use_cfg = text.uncond is not None
 
     def denoise_batch(x, t, indices):
@@ -152,7 +166,15 @@ def image_unet_denoiser(unet, text: TextConditions, windows, num_frames: int, cl
             images, states = torch.cat([images, images]), torch.cat([uncond, cond])
         else:
             states = cond
-        out = unet(images, t, encoder_hidden_states=states).sample
+        extra = {}
+        if controlnet is not None and control is not None:
+            rows = torch.cat([torch.arange(windows[i][0], windows[i][1]) % num_frames for i in indices])
+            hint = control[rows.to(control.device)]
+            hint = torch.cat([hint, hint]) if use_cfg else hint
+            down, mid = controlnet(images.to(controlnet.dtype), t, encoder_hidden_states=states.to(controlnet.dtype),
+                                   controlnet_cond=hint, conditioning_scale=control_scale, return_dict=False)
+            extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        out = unet(images, t, encoder_hidden_states=states, **extra).sample
         if use_cfg:
             out = guided(out, guidance_scale)
         return out.reshape(k, m, c, h, w).permute(0, 2, 1, 3, 4)

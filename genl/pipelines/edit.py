@@ -18,6 +18,7 @@ from ..sampling import co_denoise_sample, make_scheduler
 from ..timeline import Timeline
 from .common import (
     LongVideoPipelineBase,
+    control_images,
     LongVideoOutput,
     decode_latents,
     default_windows_per_call,
@@ -58,26 +59,37 @@ def adjacent_frame_penalty(scheduler, strength: float, iterations: int = 1):
     return hook
 
 
-class LongVideoEditPipeline(LongVideoPipelineBase):
-    """Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler."""
+def latent_mask(masks: np.ndarray, latent_hw: tuple[int, int], device) -> torch.Tensor:
+    """(F, H, W) object masks -> (1, 1, F, h, w) in [0, 1]: the share of each latent cell the object covers."""
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float().unsqueeze(1)  # (F, 1, H, W)
+    m = torch.nn.functional.adaptive_avg_pool2d(m, latent_hw)
+    return m.permute(1, 0, 2, 3).unsqueeze(0).to(device)
 
+
+class LongVideoEditPipeline(LongVideoPipelineBase):
+    """Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler, optional controlnet."""
 
     @torch.no_grad()
     def invert(self, frames: np.ndarray, source: Timeline, *, num_inference_steps: int = 50,
                clip_length: int = 16, stride: int = 4, weights: str = "flat", attention: str = "bidirectional",
                strength: float = 1.0, windows_per_call: Optional[int] = None, cache: Optional[InversionCache] = None,
-               cache_id: Optional[dict] = None, callback=None, is_cancelled=None) -> torch.Tensor:
-        """Noise that DDIM sampling under the source prompt maps back to `frames`. Cached by `cache_id`."""
+               cache_id: Optional[dict] = None, callback=None, is_cancelled=None, keep_trajectory: bool = False):
+        """Noise that DDIM sampling under the source prompt maps back to `frames`. Cached by `cache_id`.
+
+        With keep_trajectory, returns (noise, levels) where levels[k] is the source at inversion level k
+        (levels[0] = clean latents), which masked editing pastes back outside the mask.
+        """
         device, dtype = self.unet.device, self.unet.dtype
         num_frames = len(frames)
         key = inversion_cache_key(cache_id["video"], cache_id["model"], dict(
             steps=num_inference_steps, M=clip_length, S=stride, weights=weights, attention=attention,
             strength=strength, source=source.to_json(), size=list(frames.shape), dtype=str(dtype),
+            trajectory=keep_trajectory,
         )) if cache is not None and cache_id else None
         if key is not None and (hit := cache.load(key)) is not None:
             if callback is not None:
                 callback("inversion", 1, 1, None)
-            return hit.to(device)
+            return (hit["noise"].to(device), hit["levels"]) if keep_trajectory else hit["noise"].to(device)
 
         windows = make_windows(num_frames, clip_length, stride)
         fusion = [window_weights(weights, clip_length)] * len(windows)
@@ -88,14 +100,16 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         ddim = make_scheduler("ddim", self.scheduler.config)
         timesteps = inversion_timesteps(ddim, num_inference_steps, strength)
         latents = encode_frames(self.vae, frames, device).float()
-        h, w = latents.shape[-2:]
-        per_call = windows_per_call or default_windows_per_call(device, clip_length, h * 8, w * 8, False, dtype)
+        per_call = windows_per_call or default_windows_per_call(
+            device, clip_length, frames.shape[1], frames.shape[2], False, dtype)
+        levels = [] if keep_trajectory else None
         noise = ddim_invert(latents, timesteps, ddim.alphas_cumprod, windows, fusion, denoise,
                             prediction_type=ddim.config.prediction_type, final_alpha=float(ddim.final_alpha_cumprod),
-                            windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled)
+                            windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
+                            trajectory=levels)
         if key is not None:
-            cache.save(key, noise)
-        return noise
+            cache.save(key, {"noise": noise.cpu(), "levels": [lv.half() for lv in levels] if levels else []})
+        return (noise, levels) if keep_trajectory else noise
 
     @torch.no_grad()
     def __call__(
@@ -112,6 +126,9 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         strength: float = 1.0,
         smoothness: float = 0.0,
         scheduler: str = "ddim",
+        masks: Optional[np.ndarray] = None,
+        control_frames: Optional[np.ndarray] = None,
+        control_scale: float = 1.0,
         windows_per_call: Optional[int] = None,
         interpolation: str = "linear",
         cache: Optional[InversionCache] = None,
@@ -120,16 +137,23 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
+        """masks: (F, H, W) bool, where the edit may change the video (edit anything); elsewhere the source
+        is pasted back at every step from its inversion trajectory. control_frames: (F, H, W, 3) uint8
+        conditioning images (e.g. edge maps) for the pipeline's ControlNet."""
         device, dtype = self.unet.device, self.unet.dtype
         num_frames = len(frames)
         use_cfg = guidance_scale > 1.0
         target = target.validate(num_frames)
+        sampler = make_scheduler(scheduler, self.scheduler.config)
+        if masks is not None and float(sampler.init_noise_sigma) > 1.0:
+            raise ValueError("Masked editing needs a DDIM-like scheduler (ddim, dpm++, unipc), not Euler.")
 
-        # 1. invert the source video (cached)
-        noise = self.invert(frames, source, num_inference_steps=num_inference_steps, clip_length=clip_length,
-                            stride=stride, weights=weights, attention=attention, strength=strength,
-                            windows_per_call=windows_per_call, cache=cache, cache_id=cache_id,
-                            callback=callback, is_cancelled=is_cancelled)
+        # 1. invert the source video (cached), keeping every level when the edit is masked
+        inverted = self.invert(frames, source, num_inference_steps=num_inference_steps, clip_length=clip_length,
+                               stride=stride, weights=weights, attention=attention, strength=strength,
+                               windows_per_call=windows_per_call, cache=cache, cache_id=cache_id,
+                               callback=callback, is_cancelled=is_cancelled, keep_trajectory=masks is not None)
+        noise, levels = inverted if masks is not None else (inverted, None)
 
         # 2. co-denoised sampling under the target timeline, from the inverted noise
         windows = make_windows(num_frames, clip_length, stride)
@@ -137,21 +161,32 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         set_cross_frame_attention(self.unet, attention, clip_length)
         text = timeline_conditions(self.tokenizer, self.text_encoder, target, windows, num_frames, device=device,
                                    dtype=dtype, use_cfg=use_cfg, per_frame=True, interpolation=interpolation)
-        sampler = make_scheduler(scheduler, self.scheduler.config)
         sampler.set_timesteps(num_inference_steps, device=device)
         start = len(sampler.timesteps) - max(1, int(round(len(sampler.timesteps) * strength)))
         timesteps = sampler.timesteps[start:]
         if hasattr(sampler, "set_begin_index"):
             sampler.set_begin_index(start)
         hook = adjacent_frame_penalty(sampler, smoothness) if smoothness > 0 else None
-        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale)
-        h, w = noise.shape[-2:]
-        per_call = windows_per_call or default_windows_per_call(device, clip_length, h * 8, w * 8, use_cfg, dtype)
+        control = control_images(self, control_frames, num_frames)
+        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale,
+                                      controlnet=self.controlnet if control is not None else None,
+                                      control=control, control_scale=control_scale)
+        per_call = windows_per_call or default_windows_per_call(
+            device, clip_length, frames.shape[1], frames.shape[2], use_cfg, dtype)
         latents = noise.to(device)
         if float(sampler.init_noise_sigma) > 1.0:  # sigma-form schedulers (Euler): x = x_VP / sqrt(a_t)
             latents = latents / sampler.alphas_cumprod[int(timesteps[0])].sqrt().to(device)
+        paste = None
+        if masks is not None:
+            keep = latent_mask(masks, tuple(latents.shape[-2:]), device)
+            n = len(timesteps)
+
+            def paste(x, i):  # after step i the latents sit at the level of timesteps[i + 1]: levels[n - i - 1]
+                src = levels[n - i - 1].to(device=device, dtype=x.dtype)
+                return keep * x + (1 - keep) * src
+
         latents = co_denoise_sample(sampler, latents, timesteps, windows, fusion, denoise,
                                     windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
-                                    x0_hook=hook)
+                                    x0_hook=hook, step_hook=paste)
         out = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
         return LongVideoOutput(frames=out, latents=latents)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from ..attention import set_cross_frame_attention
@@ -16,6 +17,7 @@ from ..sampling import co_denoise_sample
 from ..timeline import Timeline
 from .common import (
     LongVideoPipelineBase,
+    control_images,
     LongVideoOutput,
     decode_latents,
     default_windows_per_call,
@@ -65,6 +67,8 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
         windows_per_call: Optional[int] = None,
         interpolation: str = "linear",
         transition_frames: int = 0,
+        control_frames: Optional[np.ndarray] = None,
+        control_scale: float = 1.0,
         callback: Optional[Callable] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
@@ -87,7 +91,10 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
                  height // self.vae_scale_factor, width // self.vae_scale_factor)
         latents = shared_noise(shape, seed, device, self.scheduler.init_noise_sigma, motion, noise_share)
 
-        denoise_batch = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale)
+        control = control_images(self, control_frames, num_frames)  # e.g. edge maps of a reference video
+        denoise_batch = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale,
+                                            controlnet=self.controlnet if control is not None else None,
+                                            control=control, control_scale=control_scale)
         per_call = windows_per_call or default_windows_per_call(device, clip_length, height, width, use_cfg, dtype)
         latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, windows, fusion,
                                     denoise_batch, windows_per_call=per_call, callback=callback,
