@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
+
 import gradio as gr
 
 from genl.jobs import events, forms
@@ -9,6 +11,8 @@ from genl.settings import SCHEDULERS, CoDenoiseSettings, GenerateSettings
 from genl.codenoise import WEIGHT_SCHEMES
 
 from .strip import render_strip
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
 DEFAULTS = GenerateSettings()
 DEMO, DEMO_SIZE = "demo", 128  # the bundled demo model (assets/demo-model) is trained at 128x128
@@ -241,3 +245,32 @@ def cancel(studio, job_id: str) -> str:
     except ValueError as err:
         raise user_error(err)
     return status_html("cancelling" if asked else "", "Cancelling…" if asked else "This job has already ended.")
+
+
+# ---- uploads ---------------------------------------------------------------------------------------
+def example_videos() -> list[str]:
+    """The bundled example videos (assets/examples, made by its make_examples.py)."""
+    return [str(p) for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix.lower() in (".mp4", ".webm", ".gif")]
+
+
+def inspect_upload(studio, path, start, end, fps, model, rows, unit):
+    """On upload or trim: check the file, count frames, show samples, size the output, and spread the
+    timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows)."""
+    from genl.video_io import fit_size
+
+    keep = (gr.update(),) * 4
+    if not path:
+        return ("No video yet.", None, *keep)
+    try:
+        got = forms.inspect_video(path, fps=fps, start=start, end=end or None, max_frames=studio.max_frames)
+    except ValueError as err:
+        gr.Warning(str(err))
+        return (f"**Cannot use this file:** {err}", None, *keep)
+    vi = got["info"]
+    short = DEMO_SIZE if model == DEMO else 512
+    w, h = fit_size(vi.width, vi.height, target_short_side=min(short, vi.width, vi.height), max_side=768)
+    n = got["num_frames"]
+    text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the job uses "
+            f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
+    prompts = ([r[2] for r in forms.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
+    return text, got["samples"], n, w, h, forms.default_rows(unit, got["fps"], n, prompts)

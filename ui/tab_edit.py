@@ -1,16 +1,12 @@
 """Tab 2: edit an uploaded video with a source prompt and a target timeline (tuning-free, Sec. 3.3)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from genl.jobs import forms
 from genl.video_io import fit_size
 
 from . import common
-
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def create_demo(studio) -> gr.Blocks:
@@ -22,9 +18,9 @@ def create_demo(studio) -> gr.Blocks:
             with gr.Column():
                 upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single",
                                  elem_classes=["genl-upload"])
-                examples = sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".mp4", ".webm", ".gif"))
+                examples = common.example_videos()
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Examples")
+                    gr.Examples([[p] for p in examples], inputs=[upload], label="Examples")
                 with gr.Row():
                     start = gr.Number(0, label="Trim start (s)", minimum=0)
                     end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)

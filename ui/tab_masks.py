@@ -1,11 +1,10 @@
-"""Tab 3: edit anything: mask an object (GroundingDINO + SAM) and edit only inside the masks.
+"""Tab 3: edit anything: name an object, check its masks, and edit only inside them.
 
-The masking models arrive in a later issue. Until then the tab keeps its shape (upload, object, preview
-area, prompt) and says plainly what is missing; it never shows made-up masks.
+Outside the masks the result keeps the source video. The paper finds the object with GroundingDINO + SAM;
+those are not installed here, so with the bundled demo model a colour segmentation stands in (shapes world
+only), and the preview says which method made the masks.
 """
 from __future__ import annotations
-
-import importlib.util
 
 import gradio as gr
 
@@ -13,47 +12,110 @@ from genl.jobs import forms
 
 from . import common
 
-MISSING = ("**Masks are not available yet.** Edit-anything needs GroundingDINO (to find the object from "
-           "your words) and Segment Anything (to cut it out); {missing} not installed in this studio, and the "
-           "masked editing pipeline comes in a later release. Until then, use the *Edit a video* tab to edit "
-           "the whole frame.")
-
-
-def missing_models() -> list[str]:
-    names = {"groundingdino": "GroundingDINO", "segment_anything": "Segment Anything (SAM)"}
-    return [label for module, label in names.items() if importlib.util.find_spec(module) is None]
-
-
-def missing_message() -> str:
-    missing = missing_models() or ["the models are installed but"]
-    verb = "is" if len(missing) == 1 else "are"
-    return MISSING.format(missing=" and ".join(missing) + f" {verb}")
-
-
-def sample_frames(studio, path):
-    """Show the frames masks would be computed on; every problem with the file is a visible message."""
-    if not path:
-        raise common.user_error(ValueError("Upload a video first."))
-    try:
-        got = forms.inspect_video(path, max_frames=studio.max_frames)
-    except ValueError as err:
-        raise common.user_error(err)
-    return got["samples"], missing_message()
+INTRO = ("Name an object (\"the red circle\"), check its masks on a few frames, then say what it should become. "
+         "Only the masked pixels change; everything else stays as in the source video. Masks come from "
+         "GroundingDINO + SAM, which are **not installed** in this studio: with the demo model a colour "
+         "segmentation stands in (it only understands the demo's shapes world).")
+DEMO_SOURCE = "a red circle moving right over grass"
+DEMO_TARGETS = ["a yellow circle moving right over grass"]
+REAL_TARGETS = ["a golden sports car"]
 
 
 def create_demo(studio) -> gr.Blocks:
+    demo_default = common.pick_default_model(studio) == common.DEMO
     with gr.Blocks() as demo:
-        gr.Markdown(missing_message(), elem_classes=["genl-missing"])
+        gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Video", file_count="single")
-                gr.Textbox(label="Object to edit", placeholder="the red car")
-                preview_btn = gr.Button("Preview masks on sampled frames")
+                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single",
+                                 elem_classes=["genl-upload"])
+                if common.example_videos():
+                    gr.Examples([[p] for p in common.example_videos()], inputs=[upload], label="Examples")
+                with gr.Row():
+                    start = gr.Number(0, label="Trim start (s)", minimum=0)
+                    end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
+                    fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
+                info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
+                with gr.Row():
+                    obj = gr.Textbox("the red circle" if demo_default else "", label="Object to edit",
+                                     placeholder="the red circle", scale=3)
+                    method = gr.Dropdown(["auto", "colour", "grounded_sam"], value="auto", label="Mask method",
+                                         info="auto: colour stand-in for the demo model, GroundingDINO + SAM "
+                                              "for others.", scale=2)
+                preview_btn = gr.Button("Preview masks")
             with gr.Column():
-                frames = gr.Gallery(label="Sampled frames (masks will be drawn here)", columns=4, height=260)
-                note = gr.Markdown()
-        gr.Textbox(label="What the object should become", placeholder="a golden sports car",
-                            interactive=False, info="Available once the masking models are installed.")
-        gr.Button("Edit inside the masks", variant="primary", interactive=False)
-        preview_btn.click(lambda path: sample_frames(studio, path), [upload], [frames, note], api_name="mask_preview")
+                frames = gr.Gallery(label="Masks on sampled frames (tinted magenta)", columns=4, height=260,
+                                    elem_classes=["genl-masks"])
+                note = gr.Markdown("Upload a video and press *Preview masks*.", elem_classes=["genl-mask-note"])
+        source = gr.Textbox(DEMO_SOURCE if demo_default else "", label="Source prompt: what the video shows",
+                            placeholder="a red car driving on a road")
+        tl = common.timeline_editor(DEMO_TARGETS if demo_default else REAL_TARGETS, common.DEFAULTS.num_frames,
+                                    common.DEFAULTS.fps, label="What the object becomes (target timeline)")
+        adv = common.advanced(studio, pipeline=False, with_fps=False, max_frames=studio.max_frames,
+                              length_info="Set from the uploaded video, its trim and fps.")
+        with gr.Row():
+            strength = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="Edit strength (1 = full inversion)")
+            keep_edges = gr.Checkbox(False, label="Keep the source's edges (ControlNet)",
+                                     info="Holds the object's outline; needs a canny ControlNet.")
+            controlnet = gr.Textbox("", label="ControlNet", placeholder="empty: the demo's with the demo model")
+            control_scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Edge strength")
+        estimate = gr.Markdown(elem_classes=["genl-estimate"])
+        with gr.Row():
+            run = gr.Button("Edit inside the masks", variant="primary")
+            cancel = gr.Button("Cancel", variant="stop")
+        view = common.job_view()
+
+        form = common.Form(rows=tl["rows"], unit=tl["unit"], video=upload, source_prompt=source, start=start,
+                           end=end, fps=fps, strength=strength, mask_object=obj, mask_method=method,
+                           keep_edges=keep_edges, controlnet=controlnet,
+                           control_scale=control_scale).add(**adv.components)
+        common.wire_timeline(tl, fps, adv["num_frames"])
+
+        def inspect(path, a, b, f, model, rows, unit):
+            info_text, _, *rest = common.inspect_upload(studio, path, a, b, f, model, rows, unit)
+            return (info_text, *rest)
+
+        for trigger in (upload.change, start.change, end.change, fps.change):
+            trigger(inspect, [upload, start, end, fps, adv["model"], tl["rows"], tl["unit"]],
+                    [info, adv["num_frames"], adv["width"], adv["height"], tl["rows"]],
+                    show_progress="minimal", api_visibility="undocumented")
+
+        def preview(path, object_prompt, how, model, a, b, f, w, h):
+            """The masks the job will use, on 4 frames; a mask that cannot be made is said in the label."""
+            try:
+                got = studio.preview_masks(path, object_prompt, model, how, fps=f or None, start=a or 0,
+                                           end=b or None, size=(int(w), int(h)) if w and h else None)
+            except ValueError as err:
+                raise common.user_error(err)
+            if not got["ok"]:
+                gr.Warning(got["note"])
+                return got["frames"], f"**No masks:** {got['note']}"
+            return got["frames"], got["note"]
+
+        preview_btn.click(preview, [upload, obj, method, adv["model"], start, end, fps, adv["width"],
+                                    adv["height"]], [frames, note], api_name="mask_preview")
+
+        def make(values):
+            values["fps"] = values["fps"] or common.DEFAULTS.fps
+            return forms.masked_edit_settings(values)
+
+        def plan(**values):
+            return common.plan_text(studio, make, values)
+
+        for comp in [tl["rows"], tl["unit"], adv["num_frames"], fps, adv["steps"], adv["clip_length"],
+                     adv["stride"], strength]:
+            comp.change(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+        demo.load(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+
+        def edit(**values):
+            try:
+                job = studio.submit(make(values))
+            except ValueError as err:
+                raise common.user_error(err)
+            yield from common.stream_job(studio, job.id)
+
+        run.click(edit, None, view.inputs, inputs_kwargs=form.components, api_name="edit_anything",
+                  show_progress="minimal", **common.gpu_event(studio))
+        cancel.click(lambda job_id: common.cancel(studio, job_id), view["job_id"], view["status"],
+                     api_name="cancel_edit_anything", concurrency_limit=None)
     return demo

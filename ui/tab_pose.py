@@ -1,60 +1,101 @@
-"""Tab 4: pose control: extract poses from a reference video and follow them with a prompt timeline.
+"""Tab 4: edge / pose control: a long video from a prompt timeline that follows a reference video's edges.
 
-Pose extraction (DWPose/OpenPose) and the pose ControlNet arrive in a later issue. Until then the tab
-keeps its shape and says plainly what is missing; it never shows made-up skeletons.
+The tuning-free generator (an image model with cross-frame attention) is conditioned through a ControlNet
+on the Canny edges of each reference frame. Pose extraction (OpenPose / DWPose) is not installed here, and
+the tab says so plainly instead of drawing made-up skeletons.
 """
 from __future__ import annotations
-
-import importlib.util
 
 import gradio as gr
 
 from genl.jobs import forms
 
 from . import common
-from .strip import render_strip
-from .tab_masks import sample_frames as _sample_frames
 
-MISSING = ("**Pose control is not available yet.** It needs a pose extractor (DWPose or OpenPose, e.g. from "
-           "`controlnet_aux`) and an OpenPose ControlNet for the image model; {state}. The pose-conditioned "
-           "pipeline comes in a later release. You can already upload a reference video and check its frames.")
-
-
-def missing_message() -> str:
-    have = importlib.util.find_spec("controlnet_aux") is not None
-    return MISSING.format(state="the extractor is installed but the pipeline is not" if have
-                          else "neither is installed in this studio")
+INTRO = ("Upload a reference video: the new video follows its **edges** (outlines and motion, Canny) through a "
+         "ControlNet while your timeline says what to draw. Uses the tuning-free generator (an image model). "
+         f"{forms.POSE_MISSING} With the demo model, the bundled demo edge ControlNet is used "
+         "(`assets/demo-controlnet`); jobs say plainly when it is not there yet.")
+DEMO_TARGETS = ["a yellow star moving right over snow", "a purple star moving right over night"]
+REAL_TARGETS = ["an astronaut dancing on the moon", "a robot dancing in a city"]
 
 
 def create_demo(studio) -> gr.Blocks:
+    demo_default = common.pick_default_model(studio) == common.DEMO
     with gr.Blocks() as demo:
-        gr.Markdown(missing_message(), elem_classes=["genl-missing"])
+        gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Reference video (the motion to follow)", file_count="single")
-                preview_btn = gr.Button("Preview poses")
+                upload = gr.File(label="Reference video (the motion to follow)", file_count="single",
+                                 elem_classes=["genl-upload"])
+                if common.example_videos():
+                    gr.Examples([[p] for p in common.example_videos()], inputs=[upload], label="Examples")
+                with gr.Row():
+                    fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
+                    preview_btn = gr.Button("Preview edges")
+                info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
             with gr.Column():
-                frames = gr.Gallery(label="Sampled frames (poses will be drawn here)", columns=4, height=260)
-                note = gr.Markdown()
+                frames = gr.Gallery(label="Edges of sampled frames (what the video follows)", columns=4,
+                                    height=260, elem_classes=["genl-edges"])
+                note = gr.Markdown(forms.POSE_MISSING, elem_classes=["genl-edge-note"])
+        tl = common.timeline_editor(DEMO_TARGETS if demo_default else REAL_TARGETS, common.DEFAULTS.num_frames,
+                                    common.DEFAULTS.fps)
+        adv = common.advanced(studio, pipeline=False, with_fps=False, max_frames=studio.max_frames,
+                              length_info="Set from the reference video and fps; shorten it to use a part.")
         with gr.Row():
-            num_frames = gr.Number(common.DEFAULTS.num_frames, label="Length (frames)", precision=0)
-            fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
-        tl = common.timeline_editor(["an astronaut dancing on the moon", "a robot dancing in a city"],
-                                    common.DEFAULTS.num_frames, common.DEFAULTS.fps)
-        common.wire_timeline(tl, fps, num_frames)
-        gr.Button("Generate with poses", variant="primary", interactive=False)
+            controlnet = gr.Textbox("", label="ControlNet (edges)",
+                                    placeholder="empty: the demo's with the demo model; else a canny ControlNet")
+            control_scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Edge strength")
+        estimate = gr.Markdown(elem_classes=["genl-estimate"])
+        with gr.Row():
+            run = gr.Button("Generate following the edges", variant="primary")
+            cancel = gr.Button("Cancel", variant="stop")
+        view = common.job_view()
 
-        def strip(rows, unit, f, n):
-            data = forms.strip_data(rows, unit, float(f or 8), int(n or 1), common.CN.clip_length, common.CN.stride)
-            return render_strip(data, float(f or 8))
+        form = common.Form(rows=tl["rows"], unit=tl["unit"], control_video=upload, fps=fps, controlnet=controlnet,
+                           control_scale=control_scale).add(**adv.components)
+        common.wire_timeline(tl, fps, adv["num_frames"])
 
-        for comp in (tl["rows"], tl["unit"], fps, num_frames):
-            comp.change(strip, [tl["rows"], tl["unit"], fps, num_frames], tl["strip"], **common.HIDDEN)
-        demo.load(strip, [tl["rows"], tl["unit"], fps, num_frames], tl["strip"], **common.HIDDEN)
+        def inspect(path, f, model, rows, unit):
+            info_text, _, *rest = common.inspect_upload(studio, path, 0, None, f, model, rows, unit)
+            return (info_text, *rest)
 
-        def preview(path):
-            samples, _ = _sample_frames(studio, path)
-            return samples, missing_message()
+        for trigger in (upload.change, fps.change):
+            trigger(inspect, [upload, fps, adv["model"], tl["rows"], tl["unit"]],
+                    [info, adv["num_frames"], adv["width"], adv["height"], tl["rows"]],
+                    show_progress="minimal", api_visibility="undocumented")
 
-        preview_btn.click(preview, [upload], [frames, note], api_name="pose_preview")
+        def preview(path, f, w, h):
+            try:
+                got = studio.preview_edges(path, fps=f or None, size=(int(w), int(h)) if w and h else None)
+            except ValueError as err:
+                raise common.user_error(err)
+            return got["frames"], got["note"]
+
+        preview_btn.click(preview, [upload, fps, adv["width"], adv["height"]], [frames, note],
+                          api_name="edge_preview")
+
+        def make(values):
+            values["fps"] = values["fps"] or common.DEFAULTS.fps
+            return forms.edge_control_settings(values)
+
+        def plan(**values):
+            return common.plan_text(studio, make, values)
+
+        for comp in [tl["rows"], tl["unit"], adv["num_frames"], fps, adv["width"], adv["height"], adv["steps"],
+                     adv["clip_length"], adv["stride"], adv["model"]]:
+            comp.change(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+        demo.load(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
+
+        def generate(**values):
+            try:
+                job = studio.submit(make(values))
+            except ValueError as err:
+                raise common.user_error(err)
+            yield from common.stream_job(studio, job.id)
+
+        run.click(generate, None, view.inputs, inputs_kwargs=form.components, api_name="edge_control",
+                  show_progress="minimal", **common.gpu_event(studio))
+        cancel.click(lambda job_id: common.cancel(studio, job_id), view["job_id"], view["status"],
+                     api_name="cancel_edge_control", concurrency_limit=None)
     return demo

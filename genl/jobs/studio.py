@@ -190,6 +190,20 @@ class Studio:
         settings.validate()
         return estimate(settings)
 
+    def preview_masks(self, video, object_prompt: str, model: str = "demo", method: str = "auto", *,
+                      fps=None, start: float = 0.0, end=None, size=None, samples: int = 4) -> dict:
+        """Edit anything: the object's masks over a few sampled frames ({"frames", "method", "note", "ok"})."""
+        from .forms import mask_preview
+
+        return mask_preview(video, object_prompt, model, method, samples=samples, fps=fps, start=start, end=end,
+                            max_frames=self.max_frames, size=size)
+
+    def preview_edges(self, video, *, fps=None, size=None, samples: int = 4) -> dict:
+        """Edge control: edge maps of a few sampled frames of the reference ({"frames", "num_frames", "note"})."""
+        from .forms import edge_preview
+
+        return edge_preview(video, samples=samples, fps=fps, max_frames=self.max_frames, size=size)
+
     def models(self) -> list[dict]:
         try:
             from genl.models import available_models
@@ -225,6 +239,8 @@ class Studio:
                 settings.video = self._keep_upload(settings.video)
             if hasattr(settings, "cache_dir") and not settings.cache_dir:
                 settings.cache_dir = str(self.outputs / "cache")
+        if getattr(settings, "control_video", "") and keep_upload:
+            settings.control_video = self._keep_upload(settings.control_video)
         return settings
 
     def _keep_upload(self, path: str) -> str:
