@@ -36,6 +36,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
     p.add_argument("--no-demo-fallback", action="store_true",
                    help="fail instead of using the bundled demo model when --model is not available")
+    p.add_argument("--controlnet", default="", help="ControlNet for --control (hub id, folder, or 'demo')")
+    p.add_argument("--control-scale", type=float, default=1.0, help="ControlNet strength (0-2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--motion-adapter", default="", help="AnimateDiff motion module (hub id or folder)")
     g.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
     g.add_argument("--loop", action="store_true", help="wrap clips around the end for a seamless loop")
+    g.add_argument("--control", choices=["", "edges"], default="", help="follow the edges of --control-video")
+    g.add_argument("--control-video", default="", help="reference video for --control edges")
     e = sub.add_parser("edit", help="edit an uploaded video with a new prompt timeline (tuning-free)")
     _common(e)
     e.add_argument("--video", required=True)
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--smoothness", type=float, default=0.0, help="adjacent-frame distance penalty (0 = off)")
     e.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
     e.add_argument("--cache-dir", default="", help="inversion cache folder")
+    e.add_argument("--mask-object", default="", help="edit only this object, e.g. 'the red circle'")
+    e.add_argument("--mask-method", choices=["auto", "colour", "grounded_sam"], default="auto")
+    e.add_argument("--control", choices=["", "edges"], default="", help="keep the source video's edges")
     return ap
 
 
@@ -70,13 +77,15 @@ def settings_from_args(args) -> object:
     size = dict(width=args.width or (128 if demo else 512), height=args.height or (128 if demo else 512))
     common = dict(prompt=args.prompt, negative_prompt=args.negative, fps=args.fps, steps=args.steps,
                   guidance=args.guidance, scheduler=args.scheduler, seed=args.seed, model=args.model,
-                  precision=args.precision, device=args.device, max_frames=args.max_frames, codenoise=cn, **size)
+                  precision=args.precision, device=args.device, max_frames=args.max_frames, codenoise=cn,
+                  control=args.control, controlnet=args.controlnet, control_scale=args.control_scale, **size)
     if args.command == "generate":
         return GenerateSettings(num_frames=args.frames, pipeline=args.pipeline, motion_adapter=args.motion_adapter,
-                                attention=args.attention, **common)
+                                attention=args.attention, control_video=args.control_video, **common)
     return EditSettings(video=args.video, source_prompt=args.source_prompt, start=args.start, end=args.end,
                         strength=args.strength, smoothness=args.smoothness, attention=args.attention,
-                        cache_dir=args.cache_dir, **common)
+                        cache_dir=args.cache_dir, mask_object=args.mask_object, mask_method=args.mask_method,
+                        **common)
 
 
 class _Bars:
