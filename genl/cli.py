@@ -126,6 +126,13 @@ def main(argv=None) -> int:
         bars.close()
         print("cancelled", file=sys.stderr)
         return 130
+    except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if "out of memory" not in str(err).lower():
+            raise
+        bars.close()
+        print("error: the GPU ran out of memory. Try fewer frames, a smaller size, --windows-per-call 1 "
+              "or --precision fp16.", file=sys.stderr)
+        return 2
     bars.close()
     for notice in result["notices"]:
         print(f"note: {notice}", file=sys.stderr)
