@@ -264,3 +264,14 @@ def test_demo_model_edit_anything_recolours_only_the_object(tmp_path, model_mana
     assert np.mean([p.shape == "circle" for p in parsed]) >= 0.9
     assert np.mean([p.background == "grass" for p in parsed]) >= 0.9
     assert any("stand-in" in n for n in out["notices"])
+
+
+def test_masked_edit_output_pixels_outside_the_mask_are_the_source():
+    from genl.pipelines.edit import composite
+
+    rng = np.random.default_rng(0)
+    src, edited = (rng.integers(0, 255, (2, 32, 32, 3), np.uint8) for _ in range(2))
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 12:20, 12:20] = True
+    out = composite(edited, src, masks)  # feathered over a few pixels at the mask's edge only
+    assert np.array_equal(out[:, :, :4], src[:, :, :4]) and np.array_equal(out[:, 13:19, 13:19], edited[:, 13:19, 13:19])

@@ -189,4 +189,15 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
                                     windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
                                     x0_hook=hook, step_hook=paste)
         out = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
+        if masks is not None:  # the VAE round trip blurs what the mask kept: paste the source pixels back
+            out = composite(out, frames, masks)
         return LongVideoOutput(frames=out, latents=latents)
+
+
+def composite(edited: np.ndarray, source: np.ndarray, masks: np.ndarray, feather: float = 1.5) -> np.ndarray:
+    """Edited pixels inside the (feathered) mask, source pixels outside."""
+    import cv2
+
+    soft = np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), feather) for m in masks])[..., None]
+    soft = np.clip(soft * 2.0, 0.0, 1.0)  # the blur halves the edge: keep the whole object editable
+    return (soft * edited + (1 - soft) * source).round().astype(np.uint8)
