@@ -42,10 +42,10 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
             fallback_to_demo: bool = True, save_frames: bool = True) -> dict:
     """Run a GenerateSettings or EditSettings job; returns paths of what it wrote plus notices."""
     out_dir = Path(out_dir)
+    notices = [f"Made with the {DEMO_NOTICE}."] if settings.model == DEMO_NAME else []
     if not isinstance(settings, EditSettings):  # edits validate once the video's length is known
         settings.validate()
     models = models or ModelManager()
-    notices = []
     callback = _progress_adapter(progress)
     cn = settings.codenoise
 
@@ -60,7 +60,7 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
         except ModelNotAvailable as err:
             if not fallback_to_demo or settings.model == DEMO_NAME or not demo_available():
                 raise
-            notices.append(f"{err} Using the {DEMO_NOTICE} instead.")
+            notices.append(f"{err} Using the {DEMO_NOTICE} instead.")  # also marks masks as demo-world
             return models.get(name, DEMO_NAME, device=settings.device, precision=settings.precision,
                               controlnet=DEMO_NAME if controlnet else "")
 
@@ -77,7 +77,7 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
         masks = None
         if settings.mask_object:
             found = object_masks(frames, settings.mask_object, settings.mask_method,
-                                 demo=settings.model == DEMO_NAME or bool(notices))
+                                 demo=any(DEMO_NOTICE in n for n in notices))
             masks = found.masks
             notices.append(f"Object masks: {found.note}.")
         result = pipe(frames, load_timeline(settings.source_prompt).validate(len(frames)), settings.timeline(),

@@ -105,7 +105,8 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
             height = gr.Number(size, label="Height", precision=0, step=8)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", allow_custom_value=True,
-                                info="A configured model, a hub id or a local folder.")
+                                info="A configured model, a hub id or a local folder. 'demo' is the bundled "
+                                     "demo model: synthetic shapes world (works offline; not Stable Diffusion).")
             if pipeline:
                 pipe = gr.Radio(["animatediff", "tuning_free"], value="animatediff", label="Generator",
                                 info="animatediff: a text-to-video model. tuning_free: an image model with "

@@ -78,8 +78,9 @@ def describe(event: dict) -> str:
         return f"{event['stage'].capitalize()} step {event['step']}/{event['total']} ({event['fraction']:.0%}){left}."
     if t == "preview":
         return f"Preview at {event['stage']} step {event['step']}."
-    if t == "finished":
-        return "Done."
+    if t == "finished":  # notices say what a person should know: the demo model, stand-in masks, fallbacks
+        notes = event.get("outputs", {}).get("notices") or []
+        return " ".join(["Done."] + [str(n) for n in notes])
     if t in ("failed", "cancelled"):
         return event.get("message", t)
     return str(t)
