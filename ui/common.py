@@ -275,3 +275,28 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
             f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
     prompts = ([r[2] for r in forms.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
     return text, got["samples"], n, w, h, forms.default_rows(unit, got["fps"], n, prompts)
+
+
+def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, run, cancel_button, api_name: str):
+    """The wiring every job tab shares: a live plan (windows strip + estimate) while the form changes, a run
+    button that submits `make(values)` and streams the job, and a cancel button. One place, so every tab
+    behaves the same."""
+
+    def plan(**values):
+        return plan_text(studio, make, values)
+
+    for comp in watch:
+        comp.change(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
+    demo.load(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
+
+    def submit(**values):
+        try:
+            job = studio.submit(make(values))
+        except ValueError as err:
+            raise user_error(err)
+        yield from stream_job(studio, job.id)
+
+    run.click(submit, None, view.inputs, inputs_kwargs=form.components, api_name=api_name,
+              show_progress="minimal", **gpu_event(studio))
+    cancel_button.click(lambda job_id: cancel(studio, job_id), view["job_id"], view["status"],
+                        api_name=f"cancel_{api_name}", concurrency_limit=None)

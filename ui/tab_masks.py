@@ -99,23 +99,8 @@ def create_demo(studio) -> gr.Blocks:
             values["fps"] = values["fps"] or common.DEFAULTS.fps
             return forms.masked_edit_settings(values)
 
-        def plan(**values):
-            return common.plan_text(studio, make, values)
-
-        for comp in [tl["rows"], tl["unit"], adv["num_frames"], fps, adv["steps"], adv["clip_length"],
-                     adv["stride"], strength]:
-            comp.change(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
-        demo.load(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
-
-        def edit(**values):
-            try:
-                job = studio.submit(make(values))
-            except ValueError as err:
-                raise common.user_error(err)
-            yield from common.stream_job(studio, job.id)
-
-        run.click(edit, None, view.inputs, inputs_kwargs=form.components, api_name="edit_anything",
-                  show_progress="minimal", **common.gpu_event(studio))
-        cancel.click(lambda job_id: common.cancel(studio, job_id), view["job_id"], view["status"],
-                     api_name="cancel_edit_anything", concurrency_limit=None)
+        watch = [tl["rows"], tl["unit"], adv["num_frames"], fps, adv["steps"], adv["clip_length"],
+                 adv["stride"], strength]
+        common.wire_job(studio, demo, form, make, watch=watch, strip=tl["strip"], estimate=estimate,
+                        view=view, run=run, cancel_button=cancel, api_name="edit_anything")
     return demo

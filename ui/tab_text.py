@@ -26,23 +26,9 @@ def create_demo(studio) -> gr.Blocks:
         form = common.Form(rows=tl["rows"], unit=tl["unit"]).add(**adv.components)
         common.wire_timeline(tl, adv["fps"], adv["num_frames"])
 
-        def plan(**values):
-            return common.plan_text(studio, forms.generate_settings, values)
-
-        for comp in [tl["rows"], tl["unit"], adv["num_frames"], adv["fps"], adv["width"], adv["height"],
-                     adv["steps"], adv["guidance"], adv["clip_length"], adv["stride"], adv["model"], adv["pipeline"]]:
-            comp.change(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
-        demo.load(plan, None, [tl["strip"], estimate], inputs_kwargs=form.components, **common.HIDDEN)
-
-        def generate(**values):
-            try:
-                job = studio.submit(forms.generate_settings(values))
-            except ValueError as err:
-                raise common.user_error(err)
-            yield from common.stream_job(studio, job.id)
-
-        run.click(generate, None, view.inputs, inputs_kwargs=form.components, api_name="generate",
-                  show_progress="minimal", **common.gpu_event(studio))
-        cancel.click(lambda job_id: common.cancel(studio, job_id), view["job_id"], view["status"],
-                     api_name="cancel_generate", concurrency_limit=None)
+        watch = [tl["rows"], tl["unit"], adv["num_frames"], adv["fps"], adv["width"], adv["height"],
+                 adv["steps"], adv["guidance"], adv["clip_length"], adv["stride"], adv["model"],
+                 adv["pipeline"]]
+        common.wire_job(studio, demo, form, forms.generate_settings, watch=watch, strip=tl["strip"],
+                        estimate=estimate, view=view, run=run, cancel_button=cancel, api_name="generate")
     return demo
