@@ -205,10 +205,8 @@ class Studio:
         return edge_preview(video, samples=samples, fps=fps, max_frames=self.max_frames, size=size)
 
     def models(self) -> list[dict]:
-        try:
-            from genl.models import available_models
-        except ImportError:
-            return []
+        from genl.models import available_models
+
         return list(available_models(self.configured_models or None))
 
     def info(self) -> dict:

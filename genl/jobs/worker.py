@@ -42,13 +42,9 @@ def import_string(path: str):
 
 
 def _is_cancel_error(exc: BaseException) -> bool:
-    if isinstance(exc, JobCancelled):
-        return True
-    try:
-        from genl.api import Cancelled
-    except Exception:  # the engine may be absent or broken; the flag check below still applies
-        return type(exc).__name__ == "Cancelled"
-    return isinstance(exc, Cancelled)
+    from genl.sampling import Cancelled
+
+    return isinstance(exc, (JobCancelled, Cancelled))
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -66,15 +62,10 @@ def free_memory(device: str) -> None:
 
 
 def make_model_manager(device: str):
-    """The engine's model cache, kept alive between jobs; None when the engine has none."""
-    try:
-        from genl.models import ModelManager
-    except ImportError:
-        return None
-    try:
-        return ModelManager(device=device)
-    except TypeError:
-        return ModelManager()
+    """The engine's model cache, kept alive between jobs (models load once per worker)."""
+    from genl.models import ModelManager
+
+    return ModelManager()
 
 
 class _Clock:
