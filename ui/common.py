@@ -254,6 +254,15 @@ def example_videos() -> list[str]:
     return [str(p) for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix.lower() in (".mp4", ".webm", ".gif")]
 
 
+def video_upload(label: str) -> gr.File:
+    """A video upload box, with the bundled example videos to pick from when there are any."""
+    upload = gr.File(label=label, file_count="single", elem_classes=["genl-upload"])
+    examples = example_videos()
+    if examples:
+        gr.Examples([[p] for p in examples], inputs=[upload], label="Examples")
+    return upload
+
+
 def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     """On upload or trim: check the file, count frames, show samples, size the output, and spread the
     timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows)."""

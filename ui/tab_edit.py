@@ -4,7 +4,6 @@ from __future__ import annotations
 import gradio as gr
 
 from genl.jobs import forms
-from genl.video_io import fit_size
 
 from . import common
 
@@ -16,11 +15,7 @@ def create_demo(studio) -> gr.Blocks:
                     "the video, model and inversion settings stay the same.")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single",
-                                 elem_classes=["genl-upload"])
-                examples = common.example_videos()
-                if examples:
-                    gr.Examples([[p] for p in examples], inputs=[upload], label="Examples")
+                upload = common.video_upload("Video to edit (mp4, webm, mov, mkv, avi, gif)")
                 with gr.Row():
                     start = gr.Number(0, label="Trim start (s)", minimum=0)
                     end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
@@ -45,24 +40,7 @@ def create_demo(studio) -> gr.Blocks:
         common.wire_timeline(tl, fps, adv["num_frames"])
 
         def inspect(path, a, b, f, model, rows, unit):
-            """On upload or trim: check the file, count frames, show samples, size the output, and
-            spread the timeline rows over the new length."""
-            keep = (gr.update(),) * 4
-            if not path:
-                return ("No video yet.", None, *keep)
-            try:
-                got = forms.inspect_video(path, fps=f, start=a, end=b or None, max_frames=studio.max_frames)
-            except ValueError as err:
-                gr.Warning(str(err))
-                return (f"**Cannot use this file:** {err}", None, *keep)
-            vi = got["info"]
-            short = common.DEMO_SIZE if model == common.DEMO else 512
-            w, h = fit_size(vi.width, vi.height, target_short_side=min(short, vi.width, vi.height), max_side=768)
-            n = got["num_frames"]
-            text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the edit uses "
-                    f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
-            prompts = ([r[2] for r in forms.convert_rows(rows, unit, unit, got["fps"])] or ["describe the edit"])[:n]
-            return text, got["samples"], n, w, h, forms.default_rows(unit, got["fps"], n, prompts)
+            return common.inspect_upload(studio, path, a, b, f, model, rows, unit)
 
         for trigger in (upload.change, start.change, end.change, fps.change):
             trigger(inspect, [upload, start, end, fps, adv["model"], tl["rows"], tl["unit"]],

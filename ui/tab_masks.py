@@ -27,10 +27,7 @@ def create_demo(studio) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Video to edit (mp4, webm, mov, mkv, avi, gif)", file_count="single",
-                                 elem_classes=["genl-upload"])
-                if common.example_videos():
-                    gr.Examples([[p] for p in common.example_videos()], inputs=[upload], label="Examples")
+                upload = common.video_upload("Video to edit (mp4, webm, mov, mkv, avi, gif)")
                 with gr.Row():
                     start = gr.Number(0, label="Trim start (s)", minimum=0)
                     end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)

@@ -26,10 +26,7 @@ def create_demo(studio) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Reference video (the motion to follow)", file_count="single",
-                                 elem_classes=["genl-upload"])
-                if common.example_videos():
-                    gr.Examples([[p] for p in common.example_videos()], inputs=[upload], label="Examples")
+                upload = common.video_upload("Reference video (the motion to follow)")
                 with gr.Row():
                     fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
                     preview_btn = gr.Button("Preview edges")
