@@ -7,10 +7,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    from tiny import save_tiny_models
+def tiny_models():
+    from tiny import cached_tiny_models
 
-    return save_tiny_models(tmp_path_factory.mktemp("models"))
+    return cached_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The real app on a free port (tiny models, a real worker), one per test session."""
+    from conftest_app import app_server
+
+    return app_server()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False)
 
 
 @pytest.fixture(scope="session")

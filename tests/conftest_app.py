@@ -80,18 +80,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_TINY = {}
-
-
 def tiny_models() -> dict:
     """Tiny random-weight SD and AnimateDiff folders, built once per test session."""
-    if not _TINY:
-        import tempfile
+    from tiny import cached_tiny_models
 
-        from tiny import save_tiny_models
-
-        _TINY.update(save_tiny_models(Path(tempfile.mkdtemp(prefix="genl-tiny-"))))
-    return dict(_TINY)
+    return cached_tiny_models()
 
 
 class AppServer:

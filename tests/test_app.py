@@ -6,21 +6,11 @@ import time
 import av
 import pytest
 
-from conftest_app import ROOT, app_server
+from conftest_app import ROOT
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server():
-    return app_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return Client(server.url, verbose=False)
 
 
 def text_job(server, **overrides):

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest_app import ROOT, app_server
+from conftest_app import ROOT
 
 from genl.models import DEMO_CONTROLNET_DIR, demo_available
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 EXAMPLE = ROOT / "assets" / "examples" / "red_circle_grass.mp4"
@@ -27,16 +27,6 @@ def studio(tmp_path_factory):
     s = Studio(tmp_path_factory.mktemp("studio"), devices=["cpu"], threads=True, start=False)
     yield s
     s.store.close()  # its worker never started: previews need no worker
-
-
-@pytest.fixture(scope="module")
-def server():
-    return app_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return Client(server.url, verbose=False)
 
 
 def test_example_videos_exist_and_are_small():

@@ -20,12 +20,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from conftest_app import app_server  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server():
-    return app_server()
 
 
 @pytest.fixture(scope="module")

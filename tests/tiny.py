@@ -93,3 +93,15 @@ def save_tiny_models(folder) -> dict:
     c["unet"] = tiny_unet3d()
     TextToVideoSDPipeline(**c).save_pretrained(t3_dir)
     return {"sd": str(sd_dir), "animatediff": str(ad_dir), "unet3d": str(t3_dir)}
+
+
+_SAVED: dict = {}
+
+
+def cached_tiny_models() -> dict:
+    """`save_tiny_models` once per test process (into a temp folder), shared by every test that needs them."""
+    if not _SAVED:
+        import tempfile
+
+        _SAVED.update(save_tiny_models(Path(tempfile.mkdtemp(prefix="genl-tiny-"))))
+    return dict(_SAVED)
