@@ -3,18 +3,16 @@ import argparse
 import json
 import sys
 
-from .train import TrainConfig
+from .train import TrainConfig, add_config_args
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m genl.demo")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the demo model from scratch on the shapes world")
-    defaults = TrainConfig()
-    for name in ("out", "minutes_vae", "minutes_unet", "minutes_motion", "max_minutes", "clips", "batch_vae",
-                 "batch_unet", "batch_motion", "lr_vae", "lr_unet", "lr_motion", "warmup", "log_every", "seed"):
-        value = getattr(defaults, name)
-        t.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    add_config_args(t, TrainConfig(), ("out", "minutes_vae", "minutes_unet", "minutes_motion", "max_minutes",
+                                       "clips", "batch_vae", "batch_unet", "batch_motion", "lr_vae", "lr_unet",
+                                       "lr_motion", "warmup", "log_every", "seed"))
     t.add_argument("--tiny", action="store_true", help="tiny sizes for a quick CPU check of the script")
     e = sub.add_parser("evaluate", help="parse accuracy of generated videos against their prompts")
     e.add_argument("--model", default="demo")

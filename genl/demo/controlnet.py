@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ import torch.nn.functional as F
 
 from genl.control import edge_map
 from genl.world import ClipSpec, caption, random_clip, render_clip
+
+from .train import add_config_args, render_parallel, start_run
 
 FRAMES_PER_CLIP = (0, 5, 10, 15)  # frames of a clip differ little; a few per clip is enough variety
 # the fixed source of tests/test_demo_controlnet.py: a square at the left, far from the frame's centre
@@ -57,9 +58,7 @@ def _render(args):
 
 def render_edge_dataset(n_clips: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Frames (N, H, W, 3), their edge masks (N, H, W) uint8 and one caption per frame."""
-    jobs = [(seed * 1_000_003 + i, size) for i in range(n_clips)]
-    with mp.get_context("fork").Pool(min(16, mp.cpu_count())) as pool:
-        out = pool.map(_render, jobs, chunksize=16)
+    out = render_parallel(_render, n_clips, size, seed)
     k = len(FRAMES_PER_CLIP)
     return (np.concatenate([f for f, _, _ in out]), np.concatenate([e for _, e, _ in out]),
             [c for _, _, c in out for _ in range(k)])
@@ -80,13 +79,8 @@ def _demo_components(model: str, device: torch.device) -> dict:
 
 def train(cfg: ControlTrainConfig) -> dict:
     t0 = time.time()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg.seed)
+    device, log = start_run(cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    log = {"settings": asdict(cfg), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-           "torch": torch.__version__}
 
     comps = _demo_components(cfg.model, device)
     vae, text_encoder, tok, unet = (comps[k].requires_grad_(False) if hasattr(comps[k], "requires_grad_")
@@ -215,10 +209,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m genl.demo.controlnet")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the demo model's edge ControlNet")
-    defaults = ControlTrainConfig()
-    for name in ("out", "model", "minutes", "max_minutes", "clips", "batch", "lr", "warmup", "log_every", "seed"):
-        value = getattr(defaults, name)
-        t.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    add_config_args(t, ControlTrainConfig(), ("out", "model", "minutes", "max_minutes", "clips", "batch", "lr",
+                                              "warmup", "log_every", "seed"))
     e = sub.add_parser("evaluate", help="object placement with and without the ControlNet")
     e.add_argument("--controlnet", default="assets/demo-controlnet")
     e.add_argument("--frames", type=int, default=20)

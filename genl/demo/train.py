@@ -55,12 +55,35 @@ def _render(args):
     return render_clip(spec, 16, size), caption(spec)
 
 
-def render_dataset(n: int, size: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """n clips (n, 16, size, size, 3) uint8 and their captions, rendered on every CPU core."""
+def render_parallel(render, n: int, size: int, seed: int) -> list:
+    """render((clip_seed, size)) for n clips on every CPU core (at most 16); clip seeds follow from `seed`."""
     jobs = [(seed * 1_000_003 + i, size) for i in range(n)]
     with mp.get_context("fork").Pool(min(16, mp.cpu_count())) as pool:
-        out = pool.map(_render, jobs, chunksize=16)
+        return pool.map(render, jobs, chunksize=16)
+
+
+def render_dataset(n: int, size: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """n clips (n, 16, size, size, 3) uint8 and their captions, rendered on every CPU core."""
+    out = render_parallel(_render, n, size, seed)
     return np.stack([f for f, _ in out]), [c for _, c in out]
+
+
+def start_run(cfg) -> tuple[torch.device, dict]:
+    """The device (a GPU when there is one), TF32 matmuls, the seed, and a log that records the settings."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    log = {"settings": asdict(cfg), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+           "torch": torch.__version__}
+    return device, log
+
+
+def add_config_args(parser, defaults, names) -> None:
+    """--name options for the named fields of a config dataclass, typed and defaulted from `defaults`."""
+    for name in names:
+        value = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
 
 
 class Stage:
@@ -111,16 +134,12 @@ def _autocast(device):
 
 
 def train(cfg: TrainConfig) -> dict:
-    from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
+    from diffusers import AnimateDiffPipeline, UNetMotionModel
 
     t0 = time.time()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg.seed)
+    device, log = start_run(cfg)
+    log["stages"] = {}
     mc = cfg.model
-    log = {"settings": asdict(cfg), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "stages": {}}
 
     frames, captions = render_dataset(cfg.clips, mc.size, cfg.seed)
     log["render_seconds"] = round(time.time() - t0, 1)
