@@ -17,7 +17,7 @@ from .codenoise import make_windows
 from .control import edge_map
 from .masks import object_masks
 from .models import DEMO_NAME, DEMO_NOTICE, ModelManager, ModelNotAvailable, demo_available
-from .sampling import Cancelled  # noqa: F401  (re-exported: the job system catches genl.api.Cancelled)
+from .sampling import Cancelled, make_scheduler  # Cancelled is re-exported for the job system
 from .settings import EditSettings, GenerateSettings
 from .timeline import Timeline, load_timeline
 
@@ -118,8 +118,6 @@ def run_job(settings, out_dir, *, progress=None, is_cancelled=None, models: Opti
 
 
 def _set_scheduler(pipe, name: str) -> None:
-    from .sampling import make_scheduler
-
     pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
 
 

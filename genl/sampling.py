@@ -5,6 +5,7 @@ everything model-specific lives in the `denoise_batch` callable the pipeline bui
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -92,6 +93,7 @@ def co_denoise_sample(
     the stepped latents after step i (e.g. masked editing pastes the source back outside the mask).
     """
     total = len(timesteps)
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for i, t in enumerate(timesteps):
         check_cancel(is_cancelled)
         model_in = scheduler.scale_model_input(latents, t)
@@ -99,8 +101,7 @@ def co_denoise_sample(
                          windows_per_call=windows_per_call)
         if x0_hook is not None:
             out = x0_hook(out, model_in, t)
-        kwargs = {"generator": generator} if _accepts_generator(scheduler) else {}
-        step = scheduler.step(out, t, latents, **kwargs)
+        step = scheduler.step(out, t, latents, **step_kwargs)
         if callback is not None:
             callback(stage, i + 1, total, predicted_x0(scheduler, out, latents, t, step))
         latents = step.prev_sample
@@ -108,9 +109,3 @@ def co_denoise_sample(
             latents = step_hook(latents, i)
     check_cancel(is_cancelled)
     return latents
-
-
-def _accepts_generator(scheduler) -> bool:
-    import inspect
-
-    return "generator" in inspect.signature(scheduler.step).parameters

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from ..sampling import check_cancel
 from ..timeline import Timeline, mix_embeddings
 
 
@@ -106,8 +107,6 @@ def initial_noise(shape, seed: int, device, dtype, init_sigma: float = 1.0) -> t
 @torch.no_grad()
 def decode_latents(vae, latents: torch.Tensor, chunk: int = 8, is_cancelled=None, callback=None) -> np.ndarray:
     """(1, C, F, h, w) latents -> (F, H, W, 3) uint8, a few frames at a time so long videos fit."""
-    from ..sampling import check_cancel
-
     frames = latents[0].permute(1, 0, 2, 3)  # (F, C, h, w)
     scale = vae.config.scaling_factor
     out = []

@@ -66,6 +66,17 @@ def latent_mask(masks: np.ndarray, latent_hw: tuple[int, int], device) -> torch.
     return m.permute(1, 0, 2, 3).unsqueeze(0).to(device)
 
 
+def source_outside_mask(levels: list, keep: torch.Tensor, num_steps: int):
+    """step_hook for masked editing: outside `keep` the latents become the source at the same noise level.
+    After step i the latents sit at the level of timesteps[i + 1], which inversion stored as levels[n - i - 1]."""
+
+    def paste(x, i):
+        src = levels[num_steps - i - 1].to(device=x.device, dtype=x.dtype)
+        return keep * x + (1 - keep) * src
+
+    return paste
+
+
 class LongVideoEditPipeline(LongVideoPipelineBase):
     """Components: vae, text_encoder, tokenizer, unet (UNet2DConditionModel), scheduler, optional controlnet."""
 
@@ -178,13 +189,7 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
             latents = latents / sampler.alphas_cumprod[int(timesteps[0])].sqrt().to(device)
         paste = None
         if masks is not None:
-            keep = latent_mask(masks, tuple(latents.shape[-2:]), device)
-            n = len(timesteps)
-
-            def paste(x, i):  # after step i the latents sit at the level of timesteps[i + 1]: levels[n - i - 1]
-                src = levels[n - i - 1].to(device=device, dtype=x.dtype)
-                return keep * x + (1 - keep) * src
-
+            paste = source_outside_mask(levels, latent_mask(masks, tuple(latents.shape[-2:]), device), len(timesteps))
         latents = co_denoise_sample(sampler, latents, timesteps, windows, fusion, denoise,
                                     windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
                                     x0_hook=hook, step_hook=paste)
