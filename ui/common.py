@@ -263,6 +263,18 @@ def video_upload(label: str) -> gr.File:
     return upload
 
 
+def trimmed_video_input(label: str):
+    """Upload (with examples), trim start/end, fps and an info line: the source video of the edit tabs.
+    Returns (upload, start, end, fps, info)."""
+    upload = video_upload(label)
+    with gr.Row():
+        start = gr.Number(0, label="Trim start (s)", minimum=0)
+        end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
+        fps = gr.Number(DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
+    info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
+    return upload, start, end, fps, info
+
+
 def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     """On upload or trim: check the file, count frames, show samples, size the output, and spread the
     timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows)."""

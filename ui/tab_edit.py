@@ -15,12 +15,8 @@ def create_demo(studio) -> gr.Blocks:
                     "the video, model and inversion settings stay the same.")
         with gr.Row():
             with gr.Column():
-                upload = common.video_upload("Video to edit (mp4, webm, mov, mkv, avi, gif)")
-                with gr.Row():
-                    start = gr.Number(0, label="Trim start (s)", minimum=0)
-                    end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
-                    fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
-                info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
+                upload, start, end, fps, info = common.trimmed_video_input(
+                    "Video to edit (mp4, webm, mov, mkv, avi, gif)")
             samples = gr.Gallery(label="Frames the edit will use (a sample)", columns=4, height=260)
         source = gr.Textbox(label="Source prompt: what the video shows", placeholder="a man surfing a wave")
         tl = common.timeline_editor(common.default_prompts(studio, ["a robot surfing a wave",

@@ -27,12 +27,8 @@ def create_demo(studio) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                upload = common.video_upload("Video to edit (mp4, webm, mov, mkv, avi, gif)")
-                with gr.Row():
-                    start = gr.Number(0, label="Trim start (s)", minimum=0)
-                    end = gr.Number(0, label="Trim end (s, 0 = to the end)", minimum=0)
-                    fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
-                info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
+                upload, start, end, fps, info = common.trimmed_video_input(
+                    "Video to edit (mp4, webm, mov, mkv, avi, gif)")
                 with gr.Row():
                     obj = gr.Textbox("the red circle" if demo_default else "", label="Object to edit",
                                      placeholder="the red circle", scale=3)
