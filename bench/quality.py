@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genl.models import ModelManager  # noqa: E402
 from genl.timeline import Timeline  # noqa: E402
-from genl.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
-from genl.world_parse import parse_frame  # noqa: E402
+from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
+from genl.demo.world_parse import parse_frame  # noqa: E402
 
 CONFIGS = [  # name, M, S, weights
     ("isolated (S=M)", 16, 16, "flat"),

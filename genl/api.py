@@ -14,8 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .codenoise import make_windows
-from .control import edge_map
-from .masks import object_masks
+from .conditions.edges import edge_map
+from .conditions.masks import object_masks
 from .models import DEMO_NAME, DEMO_NOTICE, ModelManager, ModelNotAvailable, demo_available
 from .sampling import Cancelled, make_scheduler  # Cancelled is re-exported for the job system
 from .settings import EditSettings, GenerateSettings

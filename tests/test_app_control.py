@@ -84,7 +84,7 @@ def edit_anything_job(**overrides):
 
 @needs_demo
 def test_edit_anything_changes_only_the_object(server, client):
-    from genl.masks import object_masks
+    from genl.conditions.masks import object_masks
     from genl.video_io import read_video
 
     job_id, status, _, video, files = client.predict(**edit_anything_job(), api_name="/edit_anything")

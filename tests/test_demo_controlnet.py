@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from genl.control import edge_map
+from genl.conditions.edges import edge_map
 from genl.models import DEMO_NAME, demo_available
-from genl.world import ClipSpec, caption, clip_states, random_clip, render_clip, states_alpha
-from genl.world_parse import parse_frame
+from genl.demo.world import ClipSpec, caption, clip_states, random_clip, render_clip, states_alpha
+from genl.demo.world_parse import parse_frame
 
 CONTROLNET_DIR = "assets/demo-controlnet"
 

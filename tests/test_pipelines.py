@@ -201,8 +201,8 @@ def test_masked_edit_keeps_everything_outside_the_mask(tiny_models, model_manage
 
 
 def test_object_masks_colour_stand_in_and_missing_models():
-    from genl.masks import object_masks
-    from genl.world import ClipSpec, render_clip
+    from genl.conditions.masks import object_masks
+    from genl.demo.world import ClipSpec, render_clip
 
     frames = render_clip(ClipSpec("red", "circle", "right", "grass", 0.3, 0.5, 0.3, seed=1), 4, 64)
     found = object_masks(frames, "the red circle", demo=True)
@@ -217,7 +217,7 @@ def test_object_masks_colour_stand_in_and_missing_models():
 def test_controlnet_edges_steer_the_image_pipelines(tiny_models):
     from diffusers import ControlNetModel
 
-    from genl.control import edge_map
+    from genl.conditions.edges import edge_map
     from genl.pipelines import LongTuningFreePipeline
     from tiny import tiny_components
 
@@ -247,8 +247,8 @@ def test_demo_model_edit_anything_recolours_only_the_object(tmp_path, model_mana
     with shape and background kept; blue->orange 38 % (16 frames, 10 steps, M=8, S=4)."""
     from genl.models import demo_available
     from genl.video_io import write_mp4
-    from genl.world import ClipSpec, render_clip
-    from genl.world_parse import parse_frame
+    from genl.demo.world import ClipSpec, render_clip
+    from genl.demo.world_parse import parse_frame
 
     if not demo_available():
         pytest.skip("the bundled demo model is not present")

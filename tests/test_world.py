@@ -1,15 +1,15 @@
-"""Tests of the synthetic shapes world (genl.world) and its frame parser (genl.world_parse)."""
+"""Tests of the synthetic shapes world (genl.demo.world) and its frame parser (genl.demo.world_parse)."""
 import itertools
 
 import numpy as np
 import pytest
 
-from genl import world
-from genl.world import (BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipSpec, LongVideoSpec, Segment,
+from genl.demo import world
+from genl.demo.world import (BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipSpec, LongVideoSpec, Segment,
                         background_image, caption, clip_states, long_video_states,
                         long_video_timeline, parse_caption, random_clip, random_long_video,
                         render_clip, render_long_video, render_states, states_alpha)
-from genl.world_parse import (colour_mask, degrade, object_mask, parse_accuracy, parse_frame,
+from genl.demo.world_parse import (colour_mask, degrade, object_mask, parse_accuracy, parse_frame,
                               true_centroid)
 
 SIZES = (64, 128, 256)

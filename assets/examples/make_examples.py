@@ -1,6 +1,6 @@
 """Render the example videos the edit tabs offer: `python assets/examples/make_examples.py`.
 
-Synthetic shapes-world clips (genl.world), 48 frames at 128x128 and 8 fps, so the bundled demo model and
+Synthetic shapes-world clips (genl.demo.world), 48 frames at 128x128 and 8 fps, so the bundled demo model and
 the colour mask stand-in understand them. Deterministic: the same files every run.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from genl.video_io import write_mp4  # noqa: E402
-from genl.world import LongVideoSpec, Segment, render_long_video  # noqa: E402
+from genl.demo.world import LongVideoSpec, Segment, render_long_video  # noqa: E402
 
 EXAMPLES = {
     "red_circle_grass.mp4": LongVideoSpec((Segment(0, 47, "red", "circle", "right", "grass"),),

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from genl.world import BACKGROUNDS, COLOURS, SHAPES
+from genl.demo.world import BACKGROUNDS, COLOURS, SHAPES
 
-# Every word `genl.world.caption` can produce; anything else maps to <unk>.
+# Every word `genl.demo.world.caption` can produce; anything else maps to <unk>.
 CAPTION_WORDS = (("a", "an", "over", "moving", "left", "right", "up", "down", "bouncing", "staying", "still",
                   "growing") + COLOURS + SHAPES + BACKGROUNDS)
 

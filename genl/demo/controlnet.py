@@ -6,8 +6,8 @@
 The ControlNet is `ControlNetModel.from_unet` of the demo's image UNet (its encoder copied, zero convs
 out), with a conditioning embedding of four stages (three stride-2 convs: 128 px edges -> the 16x16
 latent grid). UNet, VAE and text encoder stay frozen; only the ControlNet learns, on single frames of
-`genl.world` clips with their captions (10 % empty for classifier-free guidance), epsilon MSE, the
-demo's DDPM schedule. Control images come from `genl.control.edge_map` (Canny 100/200, white on black).
+`genl.demo.world` clips with their captions (10 % empty for classifier-free guidance), epsilon MSE, the
+demo's DDPM schedule. Control images come from `genl.conditions.edges.edge_map` (Canny 100/200, white on black).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genl.control import edge_map
-from genl.world import ClipSpec, caption, random_clip, render_clip
+from genl.conditions.edges import edge_map
+from genl.demo.world import ClipSpec, caption, random_clip, render_clip
 
 from .train import add_config_args, render_parallel, start_run
 
@@ -165,7 +165,7 @@ def train(cfg: ControlTrainConfig) -> dict:
 def placement_rates(controlnet_path: str, n_frames: int = 20, steps: int = 20, seed: int = 10_000,
                     guidance: float = 7.5, scale: float = 1.0, model: str = "demo", device: str = "cpu",
                     tolerance: float = 0.1, fixed: ClipSpec | None = None) -> dict:
-    """Share of generations whose object centroid (parsed by `genl.world_parse`) lies within `tolerance`
+    """Share of generations whose object centroid (parsed by `genl.demo.world_parse`) lies within `tolerance`
     of the source frame's object, with the source's edge map as control and without any control.
 
     Source frames are frame 0 of clips `random_clip(seed + k)` (unseen in training: seeds there are < clips),
@@ -174,7 +174,7 @@ def placement_rates(controlnet_path: str, n_frames: int = 20, steps: int = 20, s
 
     from PIL import Image
 
-    from genl.world_parse import parse_frame
+    from genl.demo.world_parse import parse_frame
 
     dev = torch.device(device)
     comps = _demo_components(model, dev)

@@ -1,4 +1,4 @@
-"""Prompt fidelity of generated videos as read back by `genl.world_parse.parse_frame`.
+"""Prompt fidelity of generated videos as read back by `genl.demo.world_parse.parse_frame`.
 
 Each test video has two segments with random captions ("0-15: a red circle ... | 16-31: a blue star ...");
 a frame counts as right for colour / shape / background when the parser reads what its segment asked for.
@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from genl.world import caption, parse_caption, random_clip
-from genl.world_parse import parse_frame
+from genl.demo.world import caption, parse_caption, random_clip
+from genl.demo.world_parse import parse_frame
 
 
 def frame_scores(frames: np.ndarray, segments: list[tuple[int, int, str]]) -> dict[str, list[bool]]:

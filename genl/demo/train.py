@@ -1,4 +1,4 @@
-"""Train the demo model in three wall-clock-limited stages on data rendered by `genl.world`.
+"""Train the demo model in three wall-clock-limited stages on data rendered by `genl.demo.world`.
 
 1. VAE (L1 + MSE + a small KL) on single frames; scaling_factor = 1 / std of its latents.
 2. Text encoder + UNet2DConditionModel from scratch on single frames with their clip's caption
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genl.world import caption, random_clip, render_clip
+from genl.demo.world import caption, random_clip, render_clip
 
 from .components import (ModelConfig, build_motion_adapter, build_scheduler, build_text_encoder, build_tokenizer,
                          build_unet, build_vae)

@@ -276,7 +276,7 @@ def mask_preview(path, object_prompt: str, model: str, method: str = "auto", *, 
     Returns {"frames", "method", "note", "ok"}. A file that is not a video raises ValueError; a mask that
     cannot be made (no masking models, object not found) comes back as ok=False with the plain frames and
     the reason in "note", so the preview still shows what the job would see."""
-    from genl.masks import object_masks, overlay
+    from genl.conditions.masks import object_masks, overlay
 
     frames, _ = _sampled(path, samples=samples, **read)
     try:
@@ -289,7 +289,7 @@ def mask_preview(path, object_prompt: str, model: str, method: str = "auto", *, 
 
 def edge_preview(path, *, samples: int = 4, **read) -> dict:
     """Edge maps (Canny) of a few sampled frames: what the ControlNet will follow. {"frames", "num_frames", "note"}"""
-    from genl.control import edge_map
+    from genl.conditions.edges import edge_map
 
     frames, total = _sampled(path, samples=samples, **read)
     return {"frames": list(edge_map(frames)), "num_frames": total,

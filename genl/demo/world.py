@@ -4,7 +4,7 @@ Why it exists: a world whose every frame we can both *render* and *read back* ex
 a tiny bundled diffusion model offline and score generated videos (prompt fidelity, temporal
 consistency, multi-prompt transitions) without any large detector. Rendering lives here; reading
 frames back (`parse_frame`, `colour_mask`, `object_mask`, `parse_accuracy`) lives in
-`genl.world_parse`.
+`genl.demo.world_parse`.
 
 Caption grammar (fixed, so `parse_caption` can invert it)::
 

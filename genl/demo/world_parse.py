@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from genl.world import (BACKGROUND_STYLE, BACKGROUNDS, COLOURS, PALETTE, SHAPES, clip_states,
+from genl.demo.world import (BACKGROUND_STYLE, BACKGROUNDS, COLOURS, PALETTE, SHAPES, clip_states,
                         random_clip, render_states, shape_coverage, states_alpha)
 
 _OBJECT_RGB = np.array([PALETTE[c] for c in COLOURS], np.float32)

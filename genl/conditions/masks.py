@@ -47,8 +47,8 @@ def object_masks(frames: np.ndarray, object_prompt: str, method: str = "auto", *
 
 def colour_object_masks(frames: np.ndarray, object_prompt: str) -> np.ndarray:
     """Shapes world only: pixels of the prompt's colour word (or of any object when it names no colour)."""
-    from .world import COLOURS
-    from .world_parse import colour_mask, object_mask
+    from genl.demo.world import COLOURS
+    from genl.demo.world_parse import colour_mask, object_mask
 
     words = object_prompt.lower().replace(",", " ").split()
     colours = [w for w in words if w in COLOURS]
