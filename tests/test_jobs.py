@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest_app import SYNTHETIC_JOB, generate_settings
-from genl.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobSpec, JobStore, Studio
+from genl.jobs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, JobSpec, JobStore, Studio
 from genl.jobs import events as ev
 from genl.jobs.preview import Previewer, latents_to_rgb, pick_frames, tile_frames
 from genl.jobs.store import SERVER_STOPPED
@@ -42,7 +42,7 @@ def test_store_round_trip_and_restart_recovery(tmp_path):
     requeue = store.recover()
     assert [j.id for j in requeue] == [specs[2].id]
     crashed = store.get(specs[1].id)
-    assert crashed.status == FAILED and crashed.message == SERVER_STOPPED
+    assert crashed.status == INTERRUPTED and crashed.message == SERVER_STOPPED
     assert store.get(specs[0].id).status == DONE
     store.delete(specs[0].id)
     assert store.get(specs[0].id) is None and store.count() == 2
@@ -96,7 +96,9 @@ def test_worker_runs_a_job(studio):
     assert "progress" in types and "preview" in types
     for key in ("video", "settings", "thumbnail", "preview"):
         assert done.outputs[key] and __import__("os").path.exists(done.outputs[key]), key
-    assert done.outputs["video"].startswith(str(studio.outputs / job.id))
+    assert done.outputs["video"].startswith(str(studio.results / job.id))
+    served = {p.name for p in (studio.results / job.id).iterdir()}
+    assert served == {"video.mp4", "thumbnail.png", "settings.json", "previews"}, served  # final files only
     rerun = studio.wait(studio.rerun(job.id).id, 60)
     assert rerun.status == DONE and rerun.spec.settings == done.spec.settings and rerun.id != done.id
 
@@ -130,7 +132,7 @@ def test_failure_and_crash_leave_the_worker_serving(studio):
 
 def test_delete(studio):
     job = studio.wait(studio.submit(generate_settings()).id, 60)
-    folder = studio.outputs / job.id
+    folder = studio.results / job.id
     assert folder.is_dir()
     studio.delete(job.id)
     assert studio.get(job.id) is None and not folder.exists()
@@ -139,14 +141,15 @@ def test_delete(studio):
 
 
 def test_studio_restart_recovery(tmp_path):
-    store = JobStore(tmp_path / "jobs.sqlite")
+    store = JobStore(tmp_path / "jobs.sqlite")  # where older versions kept it: the studio moves it to private/
     running = store.add(JobSpec.from_settings(generate_settings()))
     store.update(running.id, status=RUNNING)
     queued = store.add(JobSpec.from_settings(generate_settings(seed=1)))
     store.close()
     s = Studio(tmp_path, devices=["cpu"], job_fn=SYNTHETIC_JOB, start=False)
     try:
-        assert s.get(running.id).status == FAILED and "server stopped" in s.get(running.id).message
+        assert s.get(running.id).status == INTERRUPTED and "server stopped" in s.get(running.id).message
+        assert (tmp_path / "private" / "jobs.sqlite").is_file() and not (tmp_path / "jobs.sqlite").exists()
         assert s.position(queued.id) == 1
         s.start()
         assert s.wait(queued.id, 120).status == DONE

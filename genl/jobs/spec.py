@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
-FINAL = (DONE, FAILED, CANCELLED)
+INTERRUPTED = "interrupted"  # the server stopped while it ran; one click re-runs it
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
+FINAL = (DONE, FAILED, CANCELLED, INTERRUPTED)
 
 
 def new_job_id() -> str:
-    """Time-sortable and unique: output folders list in submission order."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    """Time-sortable and unguessable: folders list in submission order, and a result URL (which holds the id)
+    cannot be found by counting (64 random bits)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(8)
 
 
 @dataclass
@@ -32,15 +34,20 @@ class JobSpec:
         return str(self.settings.get("kind", ""))
 
     @classmethod
-    def from_settings(cls, settings) -> "JobSpec":
-        """From a settings object (validated here, so bad input never reaches the queue) or a dict."""
+    def from_settings(cls, settings, models=None) -> "JobSpec":
+        """From a settings object (validated here, so bad input never reaches the queue) or a dict.
+
+        `models` is the server's `genl.validation.ModelPolicy` (None: any model, as on the command line)."""
+        from genl.validation import check_settings
+
         if isinstance(settings, dict):
             from genl.settings import settings_from_dict
 
             settings = settings_from_dict(settings)
-        settings.validate()
+        check_settings(settings, models)
         # JSON round trip: the stored spec is exactly what a re-run will see (tuples become lists, ...).
-        return cls(settings=json.loads(json.dumps(settings.to_dict())))
+        # allow_nan=False: a NaN that slipped past validation fails here, never as invalid JSON on disk.
+        return cls(settings=json.loads(json.dumps(settings.to_dict(), allow_nan=False)))
 
     def to_settings(self):
         from genl.settings import settings_from_dict
@@ -69,7 +76,10 @@ class Job:
     finished: Optional[float] = None
     progress: float = 0.0  # 0..1 over all stages
     message: str = ""
-    outputs: dict = field(default_factory=dict)  # video, settings, thumbnail, frames_dir, preview
+    outputs: dict = field(default_factory=dict)  # video, settings, thumbnail, preview
+    position: int = 0  # 1-based place in the queue while queued, else 0
+    owner: str = ""  # the logged-in user who submitted it ('' without auth)
+    shared: bool = False  # visible to every user, not only its owner
 
     @property
     def final(self) -> bool:

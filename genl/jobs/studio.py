@@ -1,26 +1,36 @@
-"""The facade the UI talks to: submit, cancel, delete, re-run, list, watch events, estimate.
+"""The facade the UI talks to: submit, cancel, move, delete, re-run, share, list, watch events, estimate.
 
-It owns the SQLite history, the FIFO of queued job ids and one worker per device, and turns worker events
-into history rows and per-job event logs that UI generators poll. No Gradio and no tensors here.
+It owns the durable queue (SQLite rows with a position, mirrored in `_queue`), one worker per device, and
+turns worker events into history rows and per-job event logs that UI generators poll. No Gradio, no tensors.
+
+Folders under `outputs`: `results/<job>/` holds only what may be served (video, thumbnail, settings JSON,
+live previews); `private/` holds the database, uploads, the inversion cache, each job's work folder
+(frames) and the lock files, and is never served. One studio per outputs folder: `private/studio.lock`
+is held for the studio's life, and a new studio waits until no worker of an earlier one holds
+`private/workers.lock`, so two servers never race for the same job folder.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 from . import events
-from .spec import CANCELLED, DONE, FAILED, RUNNING, Job, JobSpec
+from .spec import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, Job, JobSpec
 from .store import JobStore
-from .worker import DEFAULT_JOB_FN, ProcessWorker, ThreadWorker
+from .worker import DEFAULT_JOB_FN, ProcessWorker, ThreadWorker, publish
 
 CRASHED = ("The worker process stopped unexpectedly while running this job (exit code {code}). This usually "
            "means it ran out of memory: try fewer frames or a smaller resolution. The worker was restarted.")
+SHUT_DOWN = "The server was shut down while this job was running. Re-run it to try again."
 KEEP_EVENT_LOGS = 200  # jobs whose live events stay in memory (history rows are kept in SQLite regardless)
 _FINAL_STATUS = {"finished": DONE, "failed": FAILED, "cancelled": CANCELLED}
+NO_JOB = "There is no job '{job_id}' (it may have been deleted)."
 
 
 def detect_devices(device: str = "auto") -> list[str]:
@@ -38,49 +48,122 @@ def detect_devices(device: str = "auto") -> list[str]:
 
 
 def is_zero_gpu() -> bool:
-    import os
-
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+class FolderInUse(RuntimeError):
+    """Another studio, or a worker left by one, still uses this outputs folder."""
+
+
+def _lock_outputs(private: Path, leftover_wait: float):
+    """Hold private/studio.lock (exclusive) and wait for leftover workers to release private/workers.lock."""
+    f = open(private / "studio.lock", "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise FolderInUse(f"Another Gen-L Studio (process {pid}) is using the outputs folder {private.parent}. "
+                          "Stop it first, or start this one with another --outputs folder.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    with open(private / "workers.lock", "a+") as w:
+        end = time.monotonic() + leftover_wait
+        while True:
+            try:
+                fcntl.flock(w.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(w.fileno(), fcntl.LOCK_UN)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    f.close()
+                    raise FolderInUse("A worker process of an earlier Gen-L Studio is still running on the outputs "
+                                      f"folder {private.parent}; stop it, then start again.") from None
+                time.sleep(0.1)
+    return f
 
 
 class Studio:
     def __init__(self, outputs="outputs", *, devices: Optional[Sequence[str]] = None, job_fn: str = DEFAULT_JOB_FN,
                  max_frames: int = 1024, max_upload_mb: int = 500, preview_interval: float = 1.0,
                  preview_frames: int = 8, tiny_decoder: str = "", threads: Optional[bool] = None,
-                 models: Optional[Sequence[str]] = None, start: bool = True):
+                 models: Optional[Sequence[str]] = None, model_roots: Sequence[str] = (), start: bool = True,
+                 leftover_wait: float = 15.0):
+        from genl.models import DEFAULT_MOTION_ADAPTER, DEFAULT_SD, DEMO_NAME
+        from genl.validation import ModelPolicy
+
         self.outputs = Path(outputs).resolve()
-        self.outputs.mkdir(parents=True, exist_ok=True)
-        self.uploads = self.outputs / "uploads"
+        self.results = self.outputs / "results"
+        self.private = self.outputs / "private"
+        for folder in (self.results, self.private):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.uploads, self.work = self.private / "uploads", self.private / "work"
+        self._lock_file = _lock_outputs(self.private, leftover_wait)
         self.max_frames, self.max_upload_mb = int(max_frames), int(max_upload_mb)
         self.configured_models = list(models or [])
-        self.store = JobStore(self.outputs / "jobs.sqlite")
+        self.model_policy = ModelPolicy(offered=[DEMO_NAME, *(self.configured_models or [DEFAULT_SD,
+                                                                                         DEFAULT_MOTION_ADAPTER])],
+                                        roots=[str(Path(r).resolve()) for r in model_roots])
+        _move_old_database(self.outputs, self.private)
+        self.store = JobStore(self.private / "jobs.sqlite")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._queue: list[str] = []
+        self._persisted: tuple = ()
         self._positions: dict[str, int] = {}
         self._events: dict[str, deque] = {}
+        self._interrupting: set[str] = set()
         self._seq = 0
+        self._started = self._closing = self._closed = False
         zerogpu = is_zero_gpu()
         self.devices = list(devices) if devices else (["cuda"] if zerogpu else detect_devices())
         options = {"preview_interval": preview_interval, "preview_frames": preview_frames,
-                   "tiny_decoder": tiny_decoder, "zerogpu": zerogpu}
+                   "tiny_decoder": tiny_decoder, "zerogpu": zerogpu, "lock": str(self.private / "workers.lock")}
         worker_cls = ThreadWorker if (threads if threads is not None else zerogpu) else ProcessWorker
         self.workers = [worker_cls(i, d, job_fn, self._on_event, options) for i, d in enumerate(self.devices)]
         for w in self.workers:
             w.on_crash = self._on_crash
+        _move_old_results(self.store, self.outputs, self.results, self.work)
         self._queue = [job.id for job in self.store.recover()]
+        self._announce_positions()
         if start:
             self.start()
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
+        self._started = True
         for w in self.workers:
             w.start()
 
-    def close(self) -> None:
-        for w in self.workers:
-            w.stop()
-        self.store.close()
+    def close(self, grace: float = 5.0) -> None:
+        """Stop cleanly: cancel running jobs, give them `grace` s, then terminate the workers. Running jobs
+        become 'interrupted' (one click re-runs them); queued jobs stay queued and run after a restart."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closing = True
+            running = {w.current for w in self.workers if w.current}
+            self._interrupting |= running
+            for w in self.workers:
+                if w.current:
+                    w.cancel(w.current)
+        end = time.monotonic() + grace
+        while any(w.current for w in self.workers) and time.monotonic() < end:
+            time.sleep(0.05)
+        if self._started:
+            for w in self.workers:
+                w.stop(timeout=max(0.5, end - time.monotonic()))
+        with self._lock:
+            for job_id in running:
+                job = self.store.get(job_id)
+                if job is not None and job.status == RUNNING:
+                    self.store.update(job_id, status=INTERRUPTED, message=SHUT_DOWN, finished=time.time())
+            self._closed = True
+            self.store.close()
+            self._lock_file.close()
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         """Block until every worker has loaded (tests, start-up logs)."""
@@ -96,20 +179,25 @@ class Studio:
                 self._changed.wait(left)
         return True
 
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if getattr(w, "pid", None)]
+
     # ---- actions --------------------------------------------------------------------------------
-    def submit(self, settings) -> Job:
-        """Validate and queue a settings object (or its dict). Raises ValueError for bad settings."""
-        spec = JobSpec.from_settings(self._prepare(settings))
-        return self._enqueue(spec)
+    def submit(self, settings, owner: Optional[str] = None) -> Job:
+        """Validate and queue a settings object (or its dict); the job's row exists, queued, when this returns.
+        Raises ValueError for bad settings (numbers, models, timeline)."""
+        spec = JobSpec.from_settings(self._prepare(settings), models=self.model_policy)
+        return self._enqueue(spec, owner)
 
-    def rerun(self, job_id: str) -> Job:
-        """Queue a new job with exactly the settings of `job_id`."""
-        return self._enqueue(JobSpec(settings=dict(self._job(job_id).spec.settings)))
+    def rerun(self, job_id: str, user: Optional[str] = None) -> Job:
+        """Queue a new job with exactly the settings of `job_id` (also for interrupted jobs)."""
+        job = self._job(job_id, user)
+        return self._enqueue(JobSpec(settings=dict(job.spec.settings)), user)
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: str, user: Optional[str] = None) -> bool:
         """Cancel a queued or running job; False when it had already ended."""
         with self._lock:
-            job = self._job(job_id)
+            job = self._job(job_id, user, own=True)
             if job_id in self._queue:
                 self._queue.remove(job_id)
                 self._record(events.cancelled(job_id, "Cancelled before it started."))
@@ -119,27 +207,54 @@ class Studio:
                 return any(w.cancel(job_id) for w in self.workers)
         return False
 
-    def delete(self, job_id: str) -> None:
-        """Forget a job and remove its output folder. A running job must be cancelled first."""
+    def move(self, job_id: str, where: Union[str, int], user: Optional[str] = None) -> int:
+        """Reorder a queued job: 'up', 'down', 'top', 'bottom' or a 1-based position. Returns its new position."""
         with self._lock:
-            job = self._job(job_id)
+            self._job(job_id, user, own=True)
+            if job_id not in self._queue:
+                raise ValueError("Only queued jobs can be moved: this one has already started or ended.")
+            i = self._queue.index(job_id)
+            table = {"up": i - 1, "down": i + 1, "top": 0, "bottom": len(self._queue) - 1}
+            if isinstance(where, str) and where not in table:
+                raise ValueError("Move a job 'up', 'down', to the 'top', the 'bottom', or to a position number.")
+            target = table[where] if isinstance(where, str) else int(where) - 1
+            target = min(max(target, 0), len(self._queue) - 1)
+            self._queue.insert(target, self._queue.pop(i))
+            self._announce_positions()
+            return target + 1
+
+    def share(self, job_id: str, shared: bool = True, user: Optional[str] = None) -> None:
+        """Let every logged-in user see (and re-run) a job, or make it private again."""
+        with self._lock:
+            self._job(job_id, user, own=True)
+            self.store.update(job_id, shared=bool(shared))
+
+    def delete(self, job_id: str, user: Optional[str] = None) -> None:
+        """Forget a job and remove its folders. A running job must be cancelled first."""
+        with self._lock:
+            job = self._job(job_id, user, own=True)
             if job.status == RUNNING:
                 raise ValueError("This job is still running: cancel it first, then delete it.")
             if job_id in self._queue:
                 self._queue.remove(job_id)
+                self._announce_positions()
             self.store.delete(job_id)
             self._events.pop(job_id, None)
             self._positions.pop(job_id, None)
-        folder = (self.outputs / job_id).resolve()
-        if folder.parent == self.outputs and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+        for base in (self.results, self.work, self.outputs):
+            folder = (base / job_id).resolve()
+            if folder.parent == base and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
     # ---- reading --------------------------------------------------------------------------------
-    def get(self, job_id: str) -> Optional[Job]:
-        return self.store.get(job_id)
+    def get(self, job_id: str, user: Optional[str] = None) -> Optional[Job]:
+        """The job, or None when it does not exist or `user` may not see it (the same answer: no probing)."""
+        job = self.store.get(job_id)
+        return job if job is not None and _visible(job, user) else None
 
-    def list(self, limit: int = 100) -> list[Job]:
-        return self.store.list(limit=limit)
+    def list(self, limit: int = 100, user: Optional[str] = None) -> list[Job]:
+        """Newest first; with a `user` (auth on) only their own jobs and shared ones."""
+        return self.store.list(limit=limit, visible_to=user)
 
     def position(self, job_id: str) -> int:
         """1-based place in the queue; 0 when not queued."""
@@ -186,7 +301,10 @@ class Studio:
             from genl.api import estimate
         except ImportError:
             return None
+        from genl.validation import check_numbers
+
         settings = self._prepare(settings, keep_upload=False)
+        check_numbers(settings)
         settings.validate()
         return estimate(settings)
 
@@ -214,15 +332,18 @@ class Studio:
             workers = [{"device": w.device, "ready": w.ready, "running": w.current, "problem": w.broken}
                        for w in self.workers]
             queued = len(self._queue)
-        return {"outputs": str(self.outputs), "uploads": str(self.uploads), "devices": self.devices,
-                "workers": workers, "queued": queued, "max_frames": self.max_frames,
-                "max_upload_mb": self.max_upload_mb}
+        return {"devices": self.devices, "workers": workers, "queued": queued, "max_frames": self.max_frames,
+                "max_upload_mb": self.max_upload_mb}  # no server paths: the Settings tab shows this to users
 
     # ---- internals ------------------------------------------------------------------------------
-    def _job(self, job_id: str) -> Job:
-        job = self.store.get(job_id)
-        if job is None:
-            raise ValueError(f"There is no job '{job_id}' (it may have been deleted).")
+    def _job(self, job_id: str, user: Optional[str] = None, own: bool = False) -> Job:
+        """The job if `user` may see it (own=True: may change it); else the one 'no such job' message."""
+        job = self.store.get(str(job_id or ""))
+        if job is None or not _visible(job, user):
+            raise ValueError(NO_JOB.format(job_id=job_id))
+        if own and user is not None and job.owner != user:
+            raise ValueError("This job was shared with you by another user: you can view and re-run it, "
+                             "but only its owner can cancel, move or delete it.")
         return job
 
     def _prepare(self, settings, keep_upload: bool = True):
@@ -231,12 +352,14 @@ class Studio:
             from genl.settings import settings_from_dict
 
             settings = settings_from_dict(settings)
-        settings.max_frames = min(int(settings.max_frames), self.max_frames)
+        from genl.validation import number
+
+        settings.max_frames = min(number(settings.max_frames, "The frame limit", True, 1), self.max_frames)
         if getattr(settings, "kind", "") == "edit":
             if settings.video and keep_upload:
                 settings.video = self._keep_upload(settings.video)
             if hasattr(settings, "cache_dir") and not settings.cache_dir:
-                settings.cache_dir = str(self.outputs / "cache")
+                settings.cache_dir = str(self.private / "cache")
         if getattr(settings, "control_video", "") and keep_upload:
             settings.control_video = self._keep_upload(settings.control_video)
         return settings
@@ -258,27 +381,37 @@ class Studio:
             shutil.copyfile(src, dest)
         return str(dest)
 
-    def _enqueue(self, spec: JobSpec) -> Job:
+    def _enqueue(self, spec: JobSpec, owner: Optional[str] = None) -> Job:
         with self._lock:
-            job = self.store.add(spec)
+            if self._closing:
+                raise ValueError("The server is shutting down: submit the job again once it is back.")
+            job = self.store.add(spec, owner=owner or "")  # durable (a queued row) before anything else
             self._queue.append(job.id)
+            self._persisted += (job.id,)  # add() already stored its position
             self._announce_positions()
             self._dispatch()
         return self.store.get(job.id)
 
     def _dispatch(self) -> None:
         with self._lock:
+            if self._closing:
+                return
             for w in self.workers:
                 if not self._queue:
                     break
                 if w.idle:
                     job_id = self._queue.pop(0)
-                    spec = self._job(job_id).spec
-                    self.store.update(job_id, status=RUNNING, started=time.time(), message="Starting.")
-                    w.submit(spec, self.outputs / job_id)
+                    spec = self.store.get(job_id).spec
+                    self.store.update(job_id, status=RUNNING, started=time.time(), message="Starting.",
+                                      position=None)
+                    w.submit(spec, self.results / job_id, self.work / job_id)
             self._announce_positions()
 
     def _announce_positions(self) -> None:
+        """Persist the queue order when it changed and tell each waiting job its new place."""
+        if tuple(self._queue) != self._persisted:
+            self.store.set_queue(self._queue)
+            self._persisted = tuple(self._queue)
         for i, job_id in enumerate(self._queue, 1):
             if self._positions.get(job_id) != i:
                 self._positions[job_id] = i
@@ -314,6 +447,8 @@ class Studio:
                 self.store.update(job_id, outputs=dict(job.outputs, preview=ev["path"]))
         elif kind in _FINAL_STATUS:
             values = {"status": _FINAL_STATUS[kind], "finished": time.time(), "message": events.describe(ev)}
+            if kind == "cancelled" and job_id in self._interrupting:  # cancelled by shutdown, not by its user
+                values.update(status=INTERRUPTED, message=SHUT_DOWN)
             if kind == "finished":
                 values.update(progress=1.0, outputs=ev["outputs"])
                 seconds = ev["outputs"].get("seconds")
@@ -331,5 +466,39 @@ class Studio:
                 self._dispatch()
 
     def _on_crash(self, worker, job_id: Optional[str], code: Optional[int]) -> None:
-        if job_id is not None:
+        if job_id is not None and not self._closing:
             self._record(events.failed(job_id, CRASHED.format(code=code)))
+
+
+def _visible(job: Job, user: Optional[str]) -> bool:
+    return user is None or job.owner == user or job.shared
+
+
+def _move_old_database(outputs: Path, private: Path) -> None:
+    """Before private/ existed the database sat in the (served) outputs folder: move it, WAL included."""
+    old, new = outputs / "jobs.sqlite", private / "jobs.sqlite"
+    if old.exists() and not new.exists():
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{old}{suffix}").exists():
+                shutil.move(f"{old}{suffix}", f"{new}{suffix}")
+    for name in ("uploads", "cache"):
+        if (outputs / name).is_dir() and not (private / name).exists():
+            shutil.move(str(outputs / name), str(private / name))
+
+
+def _move_old_results(store: JobStore, outputs: Path, results: Path, work: Path) -> None:
+    """Old job folders (outputs/<job>/): frames to private work folders, final files to results/<job>/."""
+    for job in store.list(statuses=(DONE,)):
+        old = outputs / job.id
+        if not old.is_dir() or not job.outputs.get("video", "").startswith(str(old)):
+            continue
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(old), str(work / job.id))
+        moved = {k: str(work / job.id / Path(v).relative_to(old)) if isinstance(v, str) and v.startswith(str(old))
+                 else v for k, v in job.outputs.items()}
+        (results / job.id).mkdir(parents=True, exist_ok=True)
+        moved = publish(moved, results / job.id)
+        preview = moved.get("preview")
+        if preview and Path(preview).is_file():
+            moved["preview"] = str(shutil.copy(preview, results / job.id / Path(preview).name))
+        store.update(job.id, outputs=moved)

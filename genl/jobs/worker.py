@@ -6,14 +6,25 @@ Hugging Face ZeroGPU where only the main process may hold the GPU, in a thread (
 
 Cancelling is a flag keyed by job id: the server writes the id into a shared buffer and the job's
 `is_cancelled()` compares it with its own id, so a late cancel can never hit the next job. Besides the
-engine's own check, the progress callback raises `JobCancelled`, so any job function stops within a step.
+engine's own check, the progress callback raises `JobCancelled`, so any job function stops at its next
+progress report (the engine reports every window batch, so within seconds).
+
+No orphans: a worker process ignores SIGINT (the server decides when it stops), exits by itself within a
+second when its parent dies (it polls the parent's pid), and holds a shared lock on the outputs folder's
+worker lock for its whole life, so a restarted server can wait until every leftover worker is gone.
+
+A job writes into a private work folder; only its final files (video, thumbnail, settings JSON) and live
+previews go to its results folder, the one the web server may serve.
 """
 from __future__ import annotations
 
 import gc
 import importlib
 import multiprocessing as mp
+import os
 import queue
+import shutil
+import signal
 import threading
 import time
 import traceback
@@ -25,6 +36,7 @@ from .preview import Previewer, load_tiny_decoder, small_vae_decoder
 from .spec import JobSpec
 
 DEFAULT_JOB_FN = "genl.api:run_job"
+PUBLISHED = ("video", "thumbnail", "settings")  # the files a results folder holds (besides previews)
 OOM_MESSAGE = ("The GPU ran out of memory. Try fewer frames, a smaller resolution, fewer windows per call "
                "or fp16 precision.")
 
@@ -86,12 +98,29 @@ class _Clock:
         return per_step * (total - step + later_steps)
 
 
+def publish(outputs: dict, out_dir: Path) -> dict:
+    """Move the final files into the results folder `out_dir`; other outputs (frames) stay where they are."""
+    outputs = dict(outputs)
+    for key in PUBLISHED:
+        src = outputs.get(key)
+        if src and Path(src).is_file() and Path(src).parent.resolve() != out_dir.resolve():
+            dest = out_dir / Path(src).name
+            shutil.move(str(src), dest)
+            outputs[key] = str(dest)
+    return outputs
+
+
 def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: str, models, emit: Callable,
-            is_cancelled: Callable[[], bool], preview: dict) -> None:
-    """Run one job and emit started/progress/preview and exactly one of finished/failed/cancelled."""
+            is_cancelled: Callable[[], bool], preview: dict, work_dir: Optional[Path] = None) -> None:
+    """Run one job and emit started/progress/preview and exactly one of finished/failed/cancelled.
+
+    The job function writes into `work_dir` (default: `out_dir`); on success its final files move to
+    `out_dir`, which also receives the live previews."""
     job = spec.id
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(work_dir) if work_dir else out_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
     settings = spec.to_settings()
     if getattr(settings, "device", "auto") == "auto":
         settings.device = device  # the stored spec keeps "auto", so a re-run may land on any worker
@@ -118,11 +147,12 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
     emit(events.started(job, worker, device))
     t0 = time.monotonic()
     try:
-        result = fn(settings, out_dir, progress=progress, is_cancelled=is_cancelled, models=models)
+        result = fn(settings, work_dir, progress=progress, is_cancelled=is_cancelled, models=models)
         outputs = dict(result or {})
         video = outputs.get("video")
         if not video or not Path(video).is_file():
             raise RuntimeError("the job finished without writing its video file")
+        outputs = publish(outputs, out_dir)
         if last_preview:
             outputs.setdefault("preview", last_preview)
         outputs["seconds"] = f"{time.monotonic() - t0:.1f}"
@@ -145,12 +175,38 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
         free_memory(device)
 
 
+def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Poll the parent's pid; when the server is gone (re-parented to init), leave at once, mid-job or not."""
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+_LOCK_FILES: list = []  # kept open for the process's life: the shared lock lasts as long as the worker
+
+
+def hold_worker_lock(path: str) -> None:
+    """Take a shared lock on the outputs folder's worker lock (released by the OS when this process ends)."""
+    import fcntl
+
+    f = open(path, "a+")
+    fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+    _LOCK_FILES.append(f)
+
+
 def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options: dict) -> None:
-    """Worker loop. jobs: (spec json, out dir) tuples, None to stop. out: event dicts.
+    """Worker loop. jobs: (spec json, results dir, work dir) tuples, None to stop. out: event dicts.
 
     Besides job events it sends {"type": "ready"} once models can be served, or {"type": "broken",
     "message"} if the job function cannot even be imported.
     """
+    if options.get("parent_pid"):  # a process worker (not a thread): guard against becoming an orphan
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_exit_with_parent, args=(int(options["parent_pid"]),), daemon=True,
+                         name="genl-parent-watch").start()
+        if options.get("lock"):
+            hold_worker_lock(options["lock"])
     try:
         fn = import_string(job_fn)
         if options.get("zerogpu"):
@@ -170,14 +226,14 @@ def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options
         item = jobs.get()
         if item is None:
             return
-        spec_json, out_dir = item
+        spec_json, out_dir, work_dir = item
         spec = JobSpec.from_json(spec_json)
 
         def is_cancelled(job=spec.id.encode()) -> bool:
             return cancel_flag.value == job
 
         run_one(fn, spec, Path(out_dir), worker=worker, device=device, models=models, emit=out.put,
-                is_cancelled=is_cancelled, preview=preview)
+                is_cancelled=is_cancelled, preview=preview, work_dir=work_dir)
 
 
 class _Flag:
@@ -203,9 +259,9 @@ class _BaseWorker:
     def idle(self) -> bool:
         return self.ready and self.current is None
 
-    def submit(self, spec: JobSpec, out_dir: Path) -> None:
+    def submit(self, spec: JobSpec, out_dir: Path, work_dir: Optional[Path] = None) -> None:
         self.current = spec.id
-        self.jobs.put((spec.to_json(), str(out_dir)))
+        self.jobs.put((spec.to_json(), str(out_dir), str(work_dir or out_dir)))
 
     def cancel(self, job_id: str) -> bool:
         if self.current != job_id:
@@ -255,9 +311,10 @@ class ProcessWorker(_BaseWorker):
         self.jobs, self._out = ctx.Queue(), ctx.Queue()
         self.cancel_flag = ctx.Array("c", 64, lock=False)
         self.ready, self.current = False, None
+        options = dict(self.options, parent_pid=os.getpid())
         self.process = ctx.Process(target=serve, name=f"genl-worker-{self.index}", daemon=True,
                                    args=(self.index, self.device, self.job_fn, self.jobs, self._out,
-                                         self.cancel_flag, self.options))
+                                         self.cancel_flag, options))
         self.process.start()
         self._listener = threading.Thread(target=self._listen, args=(self.process, self._out),
                                           name=f"genl-worker-{self.index}-events", daemon=True)
@@ -291,7 +348,12 @@ class ProcessWorker(_BaseWorker):
         if not self._stopping:
             self.start()
 
+    @property
+    def pid(self) -> Optional[int]:
+        return self.process.pid if getattr(self, "process", None) is not None else None
+
     def stop(self, timeout: float = 10.0) -> None:
+        """Ask the loop to end; after `timeout` s terminate it, then kill it: it never outlives the server."""
         self._stopping = True
         try:
             self.jobs.put(None)
@@ -300,5 +362,11 @@ class ProcessWorker(_BaseWorker):
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.terminate()
-            self.process.join(5)
+            self.process.join(3)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(3)
         self._listener.join(2)
+        for q in (self.jobs, self._out):
+            q.close()
+            q.cancel_join_thread()  # a feeder thread must not keep this process alive for an unread item
