@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
@@ -17,9 +18,12 @@ def parse_args(argv=None):
     p.add_argument("--auth", default=os.environ.get("GENL_AUTH", ""), help="user:pass (or env GENL_AUTH)")
     p.add_argument("--max-frames", type=int, default=1024)
     p.add_argument("--max-upload-mb", type=int, default=500)
-    p.add_argument("--outputs", default="outputs", help="job folders, history database and uploads")
+    p.add_argument("--outputs", default="outputs",
+                   help="results/ (served: videos, thumbnails, settings) and private/ (history, uploads, caches)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, or a list like cuda:0,cuda:1")
     p.add_argument("--models", default="", help="comma-separated hub ids or folders to offer besides the demo")
+    p.add_argument("--model-root", action="append", default=[],
+                   help="a folder whose model subfolders users may name in the model field (repeatable)")
     p.add_argument("--tiny-decoder", default="", help="local TAESD folder for sharper live previews")
     args = p.parse_args(argv)
     if args.auth and ":" not in args.auth:
@@ -30,7 +34,9 @@ def parse_args(argv=None):
 def build(args, models=None):
     """The Studio (workers, history) and the Blocks; the tabs only talk to the Studio."""
     outputs = Path(args.outputs).resolve()
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(outputs / "uploads" / "gradio"))  # uploads stay with outputs
+    # Gradio serves its own temp folder (uploads, copies of results) under random names: keep it out of both
+    # results/ (served to everyone) and private/ (blocked).
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(outputs / "gradio-tmp"))
     if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
         import spaces  # noqa: F401  (on ZeroGPU it must be imported before torch)
     import gradio as gr
@@ -41,8 +47,8 @@ def build(args, models=None):
 
     models = models or [m for m in args.models.split(",") if m.strip()]
     devices = ["cuda"] if is_zero_gpu() else detect_devices(args.device)
-    studio = Studio(outputs, devices=devices, max_frames=args.max_frames,
-                    max_upload_mb=args.max_upload_mb, tiny_decoder=args.tiny_decoder, models=models)
+    studio = Studio(outputs, devices=devices, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
+                    tiny_decoder=args.tiny_decoder, models=models, model_roots=args.model_root)
     with gr.Blocks(title="Gen-L Studio") as demo:
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "
                     "(Gen-L-Video: temporal co-denoising).")
@@ -55,17 +61,35 @@ def build(args, models=None):
 
 
 def launch(demo, args, **kwargs):
+    """Only finished results are served; the private folder (history, uploads, caches) is blocked outright."""
     outputs = Path(args.outputs).resolve()
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     return demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                       allowed_paths=[str(outputs)], max_file_size=f"{args.max_upload_mb}mb", css=CSS,
-                       show_error=True, **kwargs)
+                       allowed_paths=[str(outputs / "results")], blocked_paths=[str(outputs / "private")],
+                       max_file_size=f"{args.max_upload_mb}mb", css=CSS, show_error=True, **kwargs)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM takes the same path as Ctrl-C: Gradio closes the server, then `studio.close()` stops the
+    workers (cancel, a few seconds' grace, terminate). Without this, SIGTERM skips every `finally`."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    studio, demo = build(args)
+    _stop_on_sigterm()
+    try:
+        studio, demo = build(args)
+    except (ValueError, RuntimeError) as err:  # e.g. another studio already uses this outputs folder
+        raise SystemExit(f"error: {err}")
     try:
         launch(demo, args)
+    except KeyboardInterrupt:
+        pass
     finally:
+        demo.close()
         studio.close()

@@ -109,6 +109,18 @@ class _Bars:
             bar.close()
 
 
+def check_before_work(args, settings) -> None:
+    """Errors a user can cause, found before any model loads: numbers, the timeline, the output folder."""
+    from .validation import check_numbers
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, but '{out}' is an existing file. Choose another path.")
+    check_numbers(settings)
+    if not isinstance(settings, EditSettings):  # an edit's length is known once its video is read
+        settings.validate()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .api import run_job
@@ -117,6 +129,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     try:
         settings = settings_from_args(args)
+        check_before_work(args, settings)
         result = run_job(settings, Path(args.out), progress=bars, fallback_to_demo=not args.no_demo_fallback)
     except ValueError as err:
         bars.close()

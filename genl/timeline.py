@@ -98,6 +98,11 @@ class Timeline:
             data = {"segments": data}
         if not isinstance(data, dict) or not ({"segments", "keyframes"} & set(data)):
             raise ValueError("A timeline JSON needs a 'segments' list or a 'keyframes' object.")
+        segments, keyframes = data.get("segments", []), data.get("keyframes") or {}
+        if (not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments)
+                or not isinstance(keyframes, dict) or not all(isinstance(v, (str, dict)) for v in keyframes.values())):
+            raise ValueError("A timeline JSON needs 'segments' as a list of {\"start\", \"end\", \"prompt\"} objects "
+                             "or 'keyframes' as an object of frame: prompt.")
         segs = [
             Segment(_as_frame(s.get("start"), n), _as_frame(s.get("end"), n), str(s.get("prompt", "")),
                     str(s.get("negative", "") or ""))

@@ -10,6 +10,8 @@ from genl.jobs import events, forms
 from genl.settings import SCHEDULERS, CoDenoiseSettings, GenerateSettings
 from genl.codenoise import WEIGHT_SCHEMES
 
+from genl.validation import check_form
+
 from .strip import render_strip
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -22,9 +24,15 @@ HIDDEN = dict(queue=False, show_progress="hidden", api_visibility="undocumented"
 CN = CoDenoiseSettings()
 
 
+def safe(text) -> str:
+    """User text (prompts, file and model names echoed in messages) as inert text in toasts, notes and
+    Markdown: Gradio renders those as HTML. Quotes stay, so API clients read the sentence unchanged."""
+    return html.escape(str(text), quote=False)
+
+
 def user_error(err: Exception) -> gr.Error:
-    """A ValueError's message shown as it is (STYLE 12), without a traceback in the log."""
-    return gr.Error(str(err), print_exception=False)
+    """A ValueError's message shown as it is (STYLE 12), escaped, without a traceback in the log."""
+    return gr.Error(safe(err), print_exception=False)
 
 
 class Form:
@@ -168,7 +176,7 @@ def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:
     try:
         est = studio.estimate(make_settings(values))
     except (TypeError, ValueError) as err:
-        return strip, f"**Cannot run yet:** {err}"
+        return strip, f"**Cannot run yet:** {safe(err)}"
     if not est:
         return strip, ""
     return strip, (f"**Estimate:** about {events.format_seconds(est['seconds'])} on {est.get('device', '?')}, "
@@ -228,13 +236,14 @@ def stream_job(studio, job_id: str):
                 return
             elif kind == "failed":
                 yield job_id, status_html("failed", text, None), preview, None, None
-                raise gr.Error(text, print_exception=False)
+                raise gr.Error(safe(text), print_exception=False)
         yield job_id, status_html(status, text, fraction), preview, None, None
 
 
 def gpu_event(studio) -> dict:
-    """Event options for GPU work: never more watchers than workers; UI-only events stay unlimited."""
-    return dict(concurrency_id="gpu", concurrency_limit=max(1, len(studio.workers)))
+    """Event options for job buttons. The studio's own durable queue orders the work, so Gradio's queue must
+    never hold a submit back: a submit returns its job id and queue position at once, then only watches."""
+    return dict(concurrency_limit=None)
 
 
 def cancel(studio, job_id: str) -> str:
@@ -286,8 +295,8 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     try:
         got = forms.inspect_video(path, fps=fps, start=start, end=end or None, max_frames=studio.max_frames)
     except ValueError as err:
-        gr.Warning(str(err))
-        return (f"**Cannot use this file:** {err}", None, *keep)
+        gr.Warning(safe(err))
+        return (f"**Cannot use this file:** {safe(err)}", None, *keep)
     vi = got["info"]
     short = DEMO_SIZE if model == DEMO else 512
     w, h = fit_size(vi.width, vi.height, target_short_side=min(short, vi.width, vi.height), max_side=768)
@@ -304,15 +313,20 @@ def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, ru
     behaves the same."""
 
     def plan(**values):
+        try:
+            check_form(values)
+        except ValueError as err:
+            return "", f"**Cannot run yet:** {safe(err)}"
         return plan_text(studio, make, values)
 
     for comp in watch:
         comp.change(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
     demo.load(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
 
-    def submit(**values):
+    def submit(request: gr.Request, **values):
         try:
-            job = studio.submit(make(values))
+            check_form(values)  # NaN/inf/huge numbers get a sentence, not Python's conversion errors
+            job = studio.submit(make(values), owner=getattr(request, "username", None))
         except ValueError as err:
             raise user_error(err)
         yield from stream_job(studio, job.id)

@@ -81,9 +81,9 @@ def create_demo(studio) -> gr.Blocks:
             except ValueError as err:
                 raise common.user_error(err)
             if not got["ok"]:
-                gr.Warning(got["note"])
-                return got["frames"], f"**No masks:** {got['note']}"
-            return got["frames"], got["note"]
+                gr.Warning(common.safe(got["note"]))
+                return got["frames"], f"**No masks:** {common.safe(got['note'])}"
+            return got["frames"], common.safe(got["note"])
 
         preview_btn.click(preview, [upload, obj, method, adv["model"], start, end, fps, adv["width"],
                                     adv["height"]], [frames, note], api_name="mask_preview")
