@@ -31,7 +31,7 @@ def parse_args(argv=None):
     return args
 
 
-def build(args, models=None):
+def build(args, models=None, job_fn=None):
     """The Studio (workers, history) and the Blocks; the tabs only talk to the Studio."""
     outputs = Path(args.outputs).resolve()
     # Gradio serves its own temp folder (uploads, copies of results) under random names: keep it out of both
@@ -48,7 +48,8 @@ def build(args, models=None):
     models = models or [m for m in args.models.split(",") if m.strip()]
     devices = ["cuda"] if is_zero_gpu() else detect_devices(args.device)
     studio = Studio(outputs, devices=devices, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
-                    tiny_decoder=args.tiny_decoder, models=models, model_roots=args.model_root)
+                    tiny_decoder=args.tiny_decoder, models=models, model_roots=args.model_root,
+                    **({"job_fn": job_fn} if job_fn else {}))
     with gr.Blocks(title="Gen-L Studio") as demo:
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "
                     "(Gen-L-Video: temporal co-denoising).")
@@ -79,11 +80,13 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def main(argv=None, job_fn=None) -> None:
+    """Serve until Ctrl-C or SIGTERM, then stop the workers. `job_fn`: tests run the same path with a
+    cheap job function."""
+    args = parse_args(argv)
     _stop_on_sigterm()
     try:
-        studio, demo = build(args)
+        studio, demo = build(args, job_fn=job_fn)
     except (ValueError, RuntimeError) as err:  # e.g. another studio already uses this outputs folder
         raise SystemExit(f"error: {err}")
     try:
@@ -93,3 +96,7 @@ if __name__ == "__main__":
     finally:
         demo.close()
         studio.close()
+
+
+if __name__ == "__main__":
+    main()

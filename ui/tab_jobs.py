@@ -57,10 +57,7 @@ def create_demo(studio) -> gr.Blocks:
         with gr.Row():
             refresh = gr.Button("Refresh", size="sm")
             auto = gr.Checkbox(True, label="Refresh every 2 s")
-        def initial_rows(request: gr.Request):
-            return job_rows(studio, user=user_of(request))
-
-        table = gr.Dataframe(value=initial_rows, headers=HEADERS,
+        table = gr.Dataframe(value=[["", "", "", "", "", "", "Loading…", ""]], headers=HEADERS,
                              type="array", interactive=False, wrap=True,
                              label="Jobs (newest first); click a row to select it", elem_classes=["genl-jobs"],
                              column_widths=["190px", "80px", "90px", "80px", "80px", "170px", "35%", "20%"])
@@ -116,6 +113,7 @@ def create_demo(studio) -> gr.Blocks:
         table.select(select, [table], [job_id, *details], **hidden)
         refresh.click(refresh_all, [job_id], [table, *details], api_name="jobs", **ui)
         timer.tick(refresh_all, [job_id], [table, *details], **hidden)
+        demo.load(refresh_all, [job_id], [table, *details], **hidden)  # per user, so not a value= callable
         auto.change(lambda on: gr.Timer(active=on), auto, timer, **hidden)
         job_id.submit(show, [job_id], details, api_name="job", **ui)
         cancel.click(act(lambda j, u: (studio.cancel(j, user=u), j)[1]), [job_id], outputs, api_name="cancel", **ui)
