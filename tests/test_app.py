@@ -153,11 +153,15 @@ def test_only_outputs_are_served(server, client):
     import urllib.error
     import urllib.request
 
-    inside = server.studio.outputs / "served-probe.txt"
+    inside = server.studio.results / "served-probe.txt"
     inside.write_text("ok")
     (server.studio.outputs.parent / "elsewhere.txt").write_text("private")
+    (server.studio.outputs / "beside-results.txt").write_text("private")
     assert urllib.request.urlopen(f"{server.url}gradio_api/file={inside}", timeout=10).read() == b"ok"
-    for secret in ("/etc/passwd", str(ROOT / "app.py"), str(server.studio.outputs.parent / "elsewhere.txt")):
+    private = server.studio.private
+    for secret in ("/etc/passwd", str(ROOT / "app.py"), str(server.studio.outputs.parent / "elsewhere.txt"),
+                   str(server.studio.outputs / "beside-results.txt"), str(private / "jobs.sqlite"),
+                   str(private / "studio.lock")):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{server.url}gradio_api/file={secret}", timeout=10)
         assert err.value.code in (403, 404)

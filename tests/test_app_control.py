@@ -26,7 +26,7 @@ def studio(tmp_path_factory):
 
     s = Studio(tmp_path_factory.mktemp("studio"), devices=["cpu"], threads=True, start=False)
     yield s
-    s.store.close()  # its worker never started: previews need no worker
+    s.close()  # its worker never started: previews need no worker
 
 
 def test_example_videos_exist_and_are_small():

@@ -292,8 +292,9 @@ def test_sigterm_mid_job_then_restart_then_kill_9(tmp_path):
     assert "<img" not in str(err.value) and "not available" in str(err.value)
     assert app.jobs() == {}
 
-    slow = app.client.submit(**generate_params("slow red circle", steps=200), api_name="/generate")
-    wait_for(lambda: slow.outputs(), 30, "the job id")
+    slow = app.client.submit(**generate_params("slow red circle", steps=150), api_name="/generate")
+    wait_for(lambda: slow.outputs() or slow.done(), 30, "the job id")
+    assert slow.outputs(), (slow.status(), slow.exception() if slow.done() else None)
     slow_id = slow.outputs()[0][0]
     queued = [app.client.submit(**generate_params(f"a blue square {evil}", seed=i), api_name="/generate")
               for i in range(2)]

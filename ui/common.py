@@ -104,13 +104,15 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
     choices = [m["name"] for m in studio.models()]
     default_model = pick_default_model(studio)
     size = DEMO_SIZE if default_model == DEMO else DEFAULTS.width
+    # Whole-number fields keep precision=None: Gradio's int() of NaN/inf would fail before any handler, with
+    # its own internal text; genl.validation.check_form says it in a sentence instead.
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            num_frames = gr.Number(DEFAULTS.num_frames, label="Length (frames)", precision=0,
+            num_frames = gr.Number(DEFAULTS.num_frames, label="Length (frames)", step=1,
                                    info=length_info or f"At most {max_frames} frames on this server.")
             fps = gr.Number(DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60) if with_fps else None
-            width = gr.Number(size, label="Width", precision=0, step=8)
-            height = gr.Number(size, label="Height", precision=0, step=8)
+            width = gr.Number(size, label="Width", step=8)
+            height = gr.Number(size, label="Height", step=8)
         with gr.Row():
             model = gr.Dropdown(choices, value=default_model, label="Model", allow_custom_value=True,
                                 info="A configured model, a hub id or a local folder. 'demo' is the bundled "
@@ -119,16 +121,16 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                 pipe = gr.Radio(["animatediff", "tuning_free"], value="animatediff", label="Generator",
                                 info="animatediff: a text-to-video model. tuning_free: an image model with "
                                      "cross-frame attention.")
-            seed = gr.Number(DEFAULTS.seed, label="Seed", precision=0)
+            seed = gr.Number(DEFAULTS.seed, label="Seed", step=1)
             randomize = gr.Checkbox(False, label="Randomize seed")
         with gr.Row():
             steps = gr.Slider(1, 150, value=DEFAULTS.steps, step=1, label="Steps")
             guidance = gr.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
             scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULTS.scheduler, label="Scheduler")
         with gr.Row():
-            clip_length = gr.Number(CN.clip_length, label="Clip length M (frames)", precision=0,
+            clip_length = gr.Number(CN.clip_length, label="Clip length M (frames)", step=1,
                                     info="Frames the short-video model sees at once.")
-            stride = gr.Number(CN.stride, label="Stride S (frames)", precision=0,
+            stride = gr.Number(CN.stride, label="Stride S (frames)", step=1,
                                info="Shift between clips; S < M makes clips overlap (M/4 is the paper's).")
             weights = gr.Dropdown(list(WEIGHT_SCHEMES), value=CN.weights, label="Fusion weights")
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
