@@ -104,7 +104,8 @@ def check_form(values: dict) -> None:
         if value is None or value == "":
             continue
         whole = name in ("num_frames", "width", "height", "seed", "steps", "clip_length", "stride")
-        number(value, label, whole, -LIMIT if name == "seed" else 0, MAX_SEED if name == "seed" else LIMIT)
+        # Only finite and convertible here; the settings' own checks give the ranges in their words.
+        number(value, label, whole, -LIMIT, MAX_SEED if name == "seed" else LIMIT)
     rows = values.get("rows")
     data = rows.get("data") if isinstance(rows, dict) else (rows.values.tolist() if hasattr(rows, "values") else rows)
     for i, row in enumerate(data or [], 1):
