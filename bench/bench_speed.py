@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genl.attention import reset_attention, set_cross_frame_attention  # noqa: E402
-from genl.codenoise import make_windows, window_weights  # noqa: E402
-from genl.pipelines.common import TextConditions, guided, image_unet_denoiser, window_text  # noqa: E402
+from genl.pipelines.common import TextConditions, guided, image_unet_denoiser  # noqa: E402
+from genl.plan import CoDenoisePlan  # noqa: E402
+from genl.timeline import Timeline  # noqa: E402
 from genl.sampling import co_denoise_sample, make_scheduler  # noqa: E402
 
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
@@ -73,15 +74,17 @@ def canonical(unet, model, device, dtype, windows_per_call, frames=128, clip=16,
               guidance=7.5, attention="bidirectional"):
     from diffusers import DDIMScheduler
 
-    windows = make_windows(frames, clip, stride)
-    weights = [window_weights("flat", clip)] * len(windows)
+    plan = CoDenoisePlan(num_frames=frames, clip_length=clip, stride=stride, windows_per_call=windows_per_call)
+    windows = plan.windows
     gen = torch.Generator(device).manual_seed(0)
-    text = TextConditions(cond=torch.randn(len(windows), 77, 768, device=device, dtype=dtype, generator=gen),
-                          uncond=torch.randn(len(windows), 77, 768, device=device, dtype=dtype, generator=gen),
+    text = TextConditions(Timeline.single("a", frames), frames,
+                          torch.randn(1, 77, 768, device=device, dtype=dtype, generator=gen),
+                          torch.randn(1, 77, 768, device=device, dtype=dtype, generator=gen), dtype=dtype,
                           per_frame=False)
+    text.prefetch(windows)
     if model == "animatediff":
-        def denoise(x, t, idx):
-            cond, uncond = window_text(text, windows, idx, frames, clip)
+        def denoise(x, t, wins):
+            cond, uncond = text.frame_states(wins)
             x = x.to(dtype)
             out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             return guided(out, guidance)
@@ -90,18 +93,17 @@ def canonical(unet, model, device, dtype, windows_per_call, frames=128, clip=16,
             reset_attention(unet)
         else:
             set_cross_frame_attention(unet, attention, clip)
-        denoise = image_unet_denoiser(unet, text, windows, frames, clip, guidance)
+        denoise = image_unet_denoiser(unet, text, frames, guidance)
     sched = make_scheduler("ddim", DDIMScheduler(**SD_SCHED).config)
     sched.set_timesteps(steps, device=device)
     latents = torch.randn(1, 4, frames, 64, 64, device=device, generator=gen)
     # one warm-up step at the same shapes (a studio worker keeps its model loaded and warm between jobs)
-    co_denoise_sample(sched, latents.clone(), sched.timesteps[:1], windows, weights, denoise,
-                      windows_per_call=windows_per_call)
+    co_denoise_sample(sched, latents.clone(), sched.timesteps[:1], plan, denoise)
     sched.set_timesteps(steps, device=device)
     torch.cuda.reset_peak_memory_stats()
     sync()
     t = time.perf_counter()
-    co_denoise_sample(sched, latents, sched.timesteps, windows, weights, denoise, windows_per_call=windows_per_call)
+    co_denoise_sample(sched, latents, sched.timesteps, plan, denoise)
     sync()
     seconds = time.perf_counter() - t
     evals = steps * len(windows) * clip * 2

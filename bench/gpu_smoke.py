@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_speed import SD15_UNET, SD15_VAE, SD_SCHED  # noqa: E402
 from genl.pipelines import LongAnimateDiffPipeline, LongTuningFreePipeline, LongVideoEditPipeline  # noqa: E402
 from genl.sampling import Cancelled  # noqa: E402
+from genl.settings import CoDenoiseSettings  # noqa: E402
 from genl.timeline import Timeline  # noqa: E402
 
 
@@ -49,18 +50,19 @@ def main():
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     tl = Timeline.parse(f"0-{args.frames // 2 - 1}: a red circle | {args.frames // 2}-{args.frames - 1}: a blue square")
-    kw = dict(num_frames=args.frames, height=args.size, width=args.size, num_inference_steps=3, clip_length=16,
-              stride=8)
+    kw = dict(num_frames=args.frames, height=args.size, width=args.size, num_inference_steps=3,
+              codenoise=CoDenoiseSettings(clip_length=16, stride=8))
     report = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__, "runs": []}
     for dtype in ((torch.float16, torch.bfloat16) if cuda else (torch.float32,)):
         comps = sd15_components(device, dtype)
         events = []
-        cb = lambda s, i, n, x: events.append((s, i, n))  # noqa: E731
+        cb = lambda e: events.append((e["stage"], e["step"], e["total"]))  # noqa: E731
         frames_src = np.random.default_rng(0).integers(0, 255, (args.frames, args.size, args.size, 3), np.uint8)
         runs = [
             ("tuning_free", lambda: LongTuningFreePipeline(**comps)(tl, callback=cb, **kw)),
             ("edit", lambda: LongVideoEditPipeline(**comps)(frames_src, Timeline.parse("a cat"), tl,
-                                                         num_inference_steps=3, clip_length=16, stride=8,
+                                                         num_inference_steps=3,
+                                                         codenoise=CoDenoiseSettings(clip_length=16, stride=8),
                                                          smoothness=0.1, callback=cb)),
             ("animatediff", lambda: LongAnimateDiffPipeline(**{**comps, "unet": UNetMotionModel.from_unet2d(
                 comps["unet"], MotionAdapter()).to(device, dtype).eval()})(tl, callback=cb, **kw)),

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genl.models import ModelManager  # noqa: E402
+from genl.settings import CoDenoiseSettings  # noqa: E402
 from genl.timeline import Timeline  # noqa: E402
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
@@ -103,8 +104,8 @@ def main():
             tl = Timeline.from_rows(timeline)
             t0 = time.perf_counter()
             out = pipe(tl, num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=args.steps, guidance_scale=args.guidance, clip_length=m, stride=s,
-                       weights=weights, seed=v)
+                       num_inference_steps=args.steps, guidance_scale=args.guidance,
+                       codenoise=CoDenoiseSettings(clip_length=m, stride=s, weights=weights), seed=v)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)

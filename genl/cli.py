@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from .settings import SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
+from .attention import MODES
+from .codenoise import WEIGHT_SCHEMES
+from .plan import SCHEDULES
+from .settings import PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
+
+# Every default below comes from the settings dataclasses: each is written once, there.
+G, E, CN = GenerateSettings, EditSettings, CoDenoiseSettings
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,27 +23,28 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="a prompt, a timeline like '0-47: a jeep, sunny | 48-95: a jeep at night', "
                         "keyframes '0: ... | 64: ...', or a .json timeline file")
     p.add_argument("--negative", default="", help="negative prompt for segments that have none")
-    p.add_argument("--model", default="demo", help="hub id, local folder, .safetensors file, or 'demo'")
+    p.add_argument("--model", default=G.model, help="hub id, local folder, .safetensors file, or 'demo'")
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--height", type=int, default=None)
-    p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=7.5)
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default="auto")
-    p.add_argument("-M", "--clip-length", type=int, default=16, help="frames per clip (M)")
-    p.add_argument("-S", "--stride", type=int, default=4, help="frames between clip starts (S); S=M isolates clips")
-    p.add_argument("--weights", choices=["flat", "gaussian", "pyramid"], default="flat")
-    p.add_argument("--windows-per-call", type=int, default=None, help="clips per model call (default: from memory)")
-    p.add_argument("--interpolation", choices=["linear", "slerp"], default="linear")
-    p.add_argument("--max-frames", type=int, default=1024)
+    p.add_argument("--fps", type=float, default=G.fps)
+    p.add_argument("--steps", type=int, default=G.steps)
+    p.add_argument("--guidance", type=float, default=G.guidance)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=G.scheduler)
+    p.add_argument("--seed", type=int, default=G.seed)
+    p.add_argument("--device", default=G.device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", choices=PRECISIONS, default=G.precision)
+    p.add_argument("-M", "--clip-length", type=int, default=CN.clip_length, help="frames per clip (M)")
+    p.add_argument("-S", "--stride", type=int, default=CN.stride, help="frames between clip starts (S); S=M isolates clips")
+    p.add_argument("--weights", choices=WEIGHT_SCHEMES, default=CN.weights)
+    p.add_argument("--windows-per-call", type=int, default=CN.windows_per_call, help="clips per model call (default: from memory)")
+    p.add_argument("--interpolation", choices=["linear", "slerp"], default=CN.interpolation)
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=CN.schedule, help="which clips each step denoises")
+    p.add_argument("--max-frames", type=int, default=G.max_frames)
     p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
     p.add_argument("--no-demo-fallback", action="store_true",
                    help="fail instead of using the bundled demo model when --model is not available")
     p.add_argument("--controlnet", default="", help="ControlNet for --control (hub id, folder, or 'demo')")
-    p.add_argument("--control-scale", type=float, default=1.0, help="ControlNet strength (0-2)")
+    p.add_argument("--control-scale", type=float, default=G.control_scale, help="ControlNet strength (0-2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="text -> long video")
     _common(g)
-    g.add_argument("--frames", type=int, default=64, help="video length in frames")
-    g.add_argument("--pipeline", choices=["animatediff", "tuning_free"], default="animatediff",
+    g.add_argument("--frames", type=int, default=G.num_frames, help="video length in frames")
+    g.add_argument("--pipeline", choices=["animatediff", "tuning_free"], default=G.pipeline,
                    help="animatediff: text-to-video model; tuning_free: image model + cross-frame attention")
     g.add_argument("--motion-adapter", default="", help="AnimateDiff motion module (hub id or folder)")
-    g.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
+    g.add_argument("--attention", choices=MODES, default=G.attention)
     g.add_argument("--loop", action="store_true", help="wrap clips around the end for a seamless loop")
     g.add_argument("--control", choices=["", "edges"], default="", help="follow the edges of --control-video")
     g.add_argument("--control-video", default="", help="reference video for --control edges")
@@ -57,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(e)
     e.add_argument("--video", required=True)
     e.add_argument("--source-prompt", required=True, help="what the input video shows")
-    e.add_argument("--start", type=float, default=0.0, help="trim start, seconds")
-    e.add_argument("--end", type=float, default=None, help="trim end, seconds")
-    e.add_argument("--strength", type=float, default=1.0, help="how much of the schedule to re-noise (0-1]")
-    e.add_argument("--smoothness", type=float, default=0.0, help="adjacent-frame distance penalty (0 = off)")
-    e.add_argument("--attention", choices=["bidirectional", "sparse_causal"], default="bidirectional")
+    e.add_argument("--start", type=float, default=E.start, help="trim start, seconds")
+    e.add_argument("--end", type=float, default=E.end, help="trim end, seconds")
+    e.add_argument("--strength", type=float, default=E.strength, help="how much of the schedule to re-noise (0-1]")
+    e.add_argument("--smoothness", type=float, default=E.smoothness, help="adjacent-frame distance penalty (0 = off)")
+    e.add_argument("--attention", choices=MODES, default=E.attention)
     e.add_argument("--cache-dir", default="", help="inversion cache folder")
     e.add_argument("--mask-object", default="", help="edit only this object, e.g. 'the red circle'")
-    e.add_argument("--mask-method", choices=["auto", "colour", "grounded_sam"], default="auto")
+    e.add_argument("--mask-method", choices=["auto", "colour", "grounded_sam"], default=E.mask_method)
     e.add_argument("--control", choices=["", "edges"], default="", help="keep the source video's edges")
     return ap
 
@@ -72,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args) -> object:
     cn = CoDenoiseSettings(clip_length=args.clip_length, stride=args.stride, weights=args.weights,
                            loop=getattr(args, "loop", False), windows_per_call=args.windows_per_call,
-                           interpolation=args.interpolation)
+                           interpolation=args.interpolation, schedule=args.schedule)
     demo = args.model == "demo"
     size = dict(width=args.width or (128 if demo else 512), height=args.height or (128 if demo else 512))
     common = dict(prompt=args.prompt, negative_prompt=args.negative, fps=args.fps, steps=args.steps,

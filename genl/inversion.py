@@ -13,8 +13,10 @@ from typing import Callable, Optional
 
 import torch
 
-from .codenoise import co_denoise
-from .sampling import check_cancel
+from .plan import CoDenoisePlan
+from .prediction import eps_from_output
+from .progress import check_cancel, report
+from .sampling import WindowDenoise, co_denoise_step
 
 
 def inversion_timesteps(scheduler, num_inference_steps: int, strength: float = 1.0) -> list[int]:
@@ -25,28 +27,16 @@ def inversion_timesteps(scheduler, num_inference_steps: int, strength: float = 1
     return steps[len(steps) - keep:]
 
 
-def _to_epsilon(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    if prediction_type == "epsilon":
-        return out
-    if prediction_type == "v_prediction":
-        return alpha.sqrt() * out + (1 - alpha).sqrt() * x
-    if prediction_type == "sample":
-        return (x - alpha.sqrt() * out) / (1 - alpha).sqrt()
-    raise ValueError(f"Unsupported prediction type '{prediction_type}'.")
-
-
 @torch.no_grad()
 def ddim_invert(
     latents: torch.Tensor,
     timesteps: list[int],
     alphas_cumprod: torch.Tensor,
-    windows,
-    weights,
-    denoise_batch,
+    plan: CoDenoisePlan,
+    denoise: WindowDenoise,
     *,
     prediction_type: str = "epsilon",
     final_alpha: Optional[float] = None,
-    windows_per_call: int = 1,
     callback: Optional[Callable] = None,
     is_cancelled: Optional[Callable[[], bool]] = None,
     trajectory: Optional[list] = None,
@@ -68,15 +58,15 @@ def ddim_invert(
     for i, t in enumerate(up):
         check_cancel(is_cancelled)
         alpha = acp[int(t)]
-        out = co_denoise(x, t, windows, weights, denoise_batch=denoise_batch, windows_per_call=windows_per_call)
-        eps = _to_epsilon(out.to(torch.float64), x.to(torch.float64), prev_alpha, prediction_type)
+        out = co_denoise_step(x, t, plan, i, denoise, is_cancelled)
+        eps = eps_from_output(out.to(torch.float64), x.to(torch.float64), prev_alpha, prediction_type)
         x0 = (x.to(torch.float64) - (1 - prev_alpha).sqrt() * eps) / prev_alpha.sqrt()
         x = (alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps).to(torch.float32)
         prev_alpha = alpha
         if trajectory is not None:
             trajectory.append(x.detach().cpu())
         if callback is not None:
-            callback("inversion", i + 1, len(up), x0.to(torch.float32))
+            report(callback, "inversion", i + 1, len(up), x0.to(torch.float32))
     check_cancel(is_cancelled)
     return x
 

@@ -1,7 +1,9 @@
 """The denoising loop shared by every pipeline: scheduler steps around `co_denoise`.
 
 Like k-diffusion's samplers this is a small function of (model evaluation, latents, schedule, callback);
-everything model-specific lives in the `denoise_batch` callable the pipeline builds.
+everything model-specific lives in the `denoise` callable the pipeline builds, and everything about clips
+in the `CoDenoisePlan`. The denoise callable gets the windows themselves, (start, end) pairs, so it can
+look up per-window conditions whatever windows a step uses.
 """
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from .codenoise import co_denoise
+from .codenoise import Window, co_denoise
+from .plan import CoDenoisePlan
+from .prediction import x0_from_output
+from .progress import Cancelled, Progress, check_cancel, report
 
-Callback = Callable[[str, int, int, Optional[torch.Tensor]], None]
+# denoise(stacked clips (k*B, C, M, h, w), t, the k windows) -> model outputs, same shape
+WindowDenoise = Callable[[torch.Tensor, object, Sequence[Window]], torch.Tensor]
 
 _SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -30,10 +36,6 @@ _SCHEDULERS = {
     "unipc": (UniPCMultistepScheduler, {}),
     "lcm": (LCMScheduler, {}),
 }
-
-
-class Cancelled(Exception):
-    """Raised between steps when the job's cancel check turns true."""
 
 
 def make_scheduler(name: str, config) -> object:
@@ -47,11 +49,6 @@ def make_scheduler(name: str, config) -> object:
     return cls.from_config(config, **overrides)
 
 
-def check_cancel(is_cancelled: Optional[Callable[[], bool]]) -> None:
-    if is_cancelled is not None and is_cancelled():
-        raise Cancelled("The job was cancelled.")
-
-
 def predicted_x0(scheduler, model_output: torch.Tensor, latents: torch.Tensor, t, step_output=None):
     """The current clean-latent estimate for previews (the scheduler's own when it reports one)."""
     x0 = getattr(step_output, "pred_original_sample", None)
@@ -60,25 +57,31 @@ def predicted_x0(scheduler, model_output: torch.Tensor, latents: torch.Tensor, t
     if x0 is not None:
         return x0
     a = scheduler.alphas_cumprod.to(latents.device)[int(t)].to(torch.float32)
-    x, out = latents.float(), model_output.float()
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return (x - (1 - a).sqrt() * out) / a.sqrt()
-    if kind == "v_prediction":
-        return a.sqrt() * x - (1 - a).sqrt() * out
-    return out
+    return x0_from_output(model_output.float(), latents.float(), a, scheduler.config.prediction_type)
+
+
+def co_denoise_step(x: torch.Tensor, t, plan: CoDenoisePlan, step: int, denoise: WindowDenoise,
+                    is_cancelled: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+    """The fused model output at one step over `plan.windows_at(step)`, checking for a cancel before every
+    batch of windows (a 960-frame step is hundreds of clips: a cancel must not wait for all of them)."""
+    windows = plan.windows_at(step)
+
+    def batch(stacked, t, indices):
+        check_cancel(is_cancelled)
+        return denoise(stacked, t, [windows[i] for i in indices])
+
+    return co_denoise(x, t, windows, plan.weights_at(step), denoise_batch=batch,
+                      windows_per_call=plan.windows_per_call)
 
 
 def co_denoise_sample(
     scheduler,
     latents: torch.Tensor,
     timesteps: Sequence,
-    windows,
-    weights,
-    denoise_batch,
+    plan: CoDenoisePlan,
+    denoise: WindowDenoise,
     *,
-    windows_per_call: int = 1,
-    callback: Optional[Callback] = None,
+    callback: Optional[Progress] = None,
     is_cancelled: Optional[Callable[[], bool]] = None,
     generator: Optional[torch.Generator] = None,
     x0_hook: Optional[Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]] = None,
@@ -91,21 +94,24 @@ def co_denoise_sample(
     the adjacent-frame distance penalty) before the scheduler steps; model_input is the scaled latent the
     model saw (variance-preserving form for every scheduler here). step_hook(latents, i) -> latents runs on
     the stepped latents after step i (e.g. masked editing pastes the source back outside the mask).
+    callback gets one progress dict per step (genl/progress.py).
     """
     total = len(timesteps)
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for i, t in enumerate(timesteps):
         check_cancel(is_cancelled)
         model_in = scheduler.scale_model_input(latents, t)
-        out = co_denoise(model_in, t, windows, weights, denoise_batch=denoise_batch,
-                         windows_per_call=windows_per_call)
+        out = co_denoise_step(model_in, t, plan, i, denoise, is_cancelled)
         if x0_hook is not None:
             out = x0_hook(out, model_in, t)
         step = scheduler.step(out, t, latents, **step_kwargs)
         if callback is not None:
-            callback(stage, i + 1, total, predicted_x0(scheduler, out, latents, t, step))
+            report(callback, stage, i + 1, total, predicted_x0(scheduler, out, latents, t, step))
         latents = step.prev_sample
         if step_hook is not None:
             latents = step_hook(latents, i)
     check_cancel(is_cancelled)
     return latents
+
+
+__all__ = ["Cancelled", "check_cancel", "co_denoise_sample", "co_denoise_step", "make_scheduler", "predicted_x0"]

@@ -13,6 +13,7 @@ from .timeline import Timeline, load_timeline
 
 SCHEDULERS = ("ddim", "dpm++", "euler", "euler_a", "unipc", "lcm")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+ATTENTION = "bidirectional"  # the paper's cross-frame attention for image models (genl/attention.py MODES)
 
 
 @dataclass
@@ -26,8 +27,13 @@ class CoDenoiseSettings:
     windows_per_call: Optional[int] = None  # None: from free GPU memory
     interpolation: str = "linear"  # how clips across prompt changes mix text embeddings
     transition_frames: int = 0  # soft prompt change width for per-frame conditioning
+    schedule: str = "fixed"  # which windows each step denoises (genl/plan.py SCHEDULES)
 
     def validate(self, num_frames: int) -> None:
+        from .plan import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown window schedule '{self.schedule}'. Choose one of: {', '.join(SCHEDULES)}.")
         if self.weights not in WEIGHT_SCHEMES:
             raise ValueError(f"Unknown fusion weights '{self.weights}'. Choose one of: {', '.join(WEIGHT_SCHEMES)}.")
         if self.interpolation not in ("linear", "slerp"):
@@ -35,8 +41,31 @@ class CoDenoiseSettings:
         make_windows(num_frames, self.clip_length, self.stride, loop=self.loop)
 
 
+class _Data:
+    """JSON both ways: `to_dict` carries the class's `kind`, `from_dict` refuses unknown fields."""
+
+    kind = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"] = self.kind
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = dict(data)
+        data.pop("kind", None)
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+        if isinstance(data.get("codenoise"), dict):
+            data["codenoise"] = CoDenoiseSettings(**data["codenoise"])
+        return cls(**data)
+
+
 @dataclass
-class _Common:
+class _Common(_Data):
     prompt: str = ""  # a timeline in text form, JSON text, or a .json path
     negative_prompt: str = ""
     num_frames: int = 64
@@ -60,7 +89,7 @@ class _Common:
                            for s in tl.segments]
         return tl.validate(self.num_frames)
 
-    def validate(self) -> None:
+    def validate(self) -> Timeline:
         if not (self.prompt or "").strip():
             raise ValueError("The prompt is empty: describe the video you want.")
         if self.num_frames < 1:
@@ -85,24 +114,7 @@ class _Common:
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision '{self.precision}'. Choose one of: {', '.join(PRECISIONS)}.")
         self.codenoise.validate(self.num_frames)
-        self.timeline()
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["kind"] = self.kind
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        data = dict(data)
-        data.pop("kind", None)
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
-        if isinstance(data.get("codenoise"), dict):
-            data["codenoise"] = CoDenoiseSettings(**data["codenoise"])
-        return cls(**data)
+        return self.timeline()  # the validated timeline, so a job checks it once
 
 
 @dataclass
@@ -112,15 +124,15 @@ class GenerateSettings(_Common):
     kind = "generate"
     pipeline: str = "animatediff"
     motion_adapter: str = ""  # AnimateDiff motion module; empty means the model's default
-    attention: str = "bidirectional"  # cross-frame attention for image models
+    attention: str = ATTENTION  # cross-frame attention for image models
     motion: tuple = (0.0, 0.0)  # tuning-free: latent pixels the shared noise moves per frame (dx, dy)
     control: str = ""  # '' or 'edges': follow the edges of `control_video` (tuning-free, with a ControlNet)
     control_video: str = ""
     controlnet: str = ""  # ControlNet model (hub id, folder, or 'demo'); empty: the model's default
     control_scale: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
+    def validate(self) -> Timeline:
+        timeline = super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
         _validate_control(self)
@@ -128,6 +140,7 @@ class GenerateSettings(_Common):
             raise ValueError("Edge control works with the tuning-free (image model) generator.")
         if self.control and not self.control_video:
             raise ValueError("Edge control needs a reference video: upload the video whose edges to follow.")
+        return timeline
 
 
 @dataclass
@@ -139,7 +152,7 @@ class EditSettings(_Common):
     source_prompt: str = ""
     start: float = 0.0  # seconds
     end: Optional[float] = None
-    attention: str = "bidirectional"
+    attention: str = ATTENTION
     inversion_steps: Optional[int] = None  # default: same as steps
     smoothness: float = 0.0  # Pix2Video-style adjacent-frame distance penalty strength (0 = off)
     strength: float = 1.0  # fraction of the schedule to invert and resample (1 = full)
@@ -160,7 +173,7 @@ class EditSettings(_Common):
             raise ValueError(f"Edit strength must be above 0 and at most 1 (got {self.strength}).")
         if self.smoothness < 0:
             raise ValueError("Smoothness must not be negative.")
-        super().validate()
+        return super().validate()
 
 
 def _validate_control(settings) -> None:
@@ -170,10 +183,55 @@ def _validate_control(settings) -> None:
         raise ValueError(f"Control strength must be between 0 and 2 (got {settings.control_scale}).")
 
 
+@dataclass
+class _VideoPreview(_Data):
+    """A light job: a few sampled frames of a (trimmed) video turned into what a job would condition on."""
+
+    video: str = ""
+    fps: Optional[float] = None  # None: the file's own rate
+    start: float = 0.0
+    end: Optional[float] = None
+    width: Optional[int] = None  # None: the file's size
+    height: Optional[int] = None
+    samples: int = 4
+    max_frames: int = 1024
+    model: str = "demo"
+
+    def validate(self) -> None:
+        if not self.video:
+            raise ValueError("Upload a video first.")
+        if not 1 <= self.samples <= 64:
+            raise ValueError(f"A preview shows between 1 and 64 frames (got {self.samples}).")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("Give both a width and a height for the preview, or neither.")
+
+    @property
+    def size(self):
+        return (int(self.width), int(self.height)) if self.width and self.height else None
+
+
+@dataclass
+class MaskPreviewSettings(_VideoPreview):
+    """Edit anything: the masks of `object_prompt` on a few frames, made as the edit job will make them."""
+
+    kind = "mask_preview"
+    object_prompt: str = ""
+    mask_method: str = "auto"
+
+
+@dataclass
+class EdgePreviewSettings(_VideoPreview):
+    """Edge control: the Canny edge maps of a few frames of the reference video."""
+
+    kind = "edge_preview"
+
+
+SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings)}
+
+
 def settings_from_dict(data: dict):
-    """The settings class named by data['kind'] ('generate' or 'edit')."""
-    kinds = {"generate": GenerateSettings, "edit": EditSettings}
+    """The settings class named by data['kind'] (a key of SETTINGS)."""
     kind = data.get("kind")
-    if kind not in kinds:
-        raise ValueError(f"Unknown job kind '{kind}'. Expected one of: {', '.join(kinds)}.")
-    return kinds[kind].from_dict(data)
+    if kind not in SETTINGS:
+        raise ValueError(f"Unknown job kind '{kind}'. Expected one of: {', '.join(SETTINGS)}.")
+    return SETTINGS[kind].from_dict(data)

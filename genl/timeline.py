@@ -1,8 +1,8 @@
 """Prompt timelines: which text condition c^i each clip (or frame) gets.
 
 A timeline is either contiguous *segments* (first frame, last frame inclusive, prompt, negative prompt) or
-sparse *keyframes* (frame -> prompt), the paper's "sparse conditions". It resolves to mixing weights over
-its distinct prompts, (rows, P), so the model side only encodes P prompts once and mixes embeddings:
+sparse *keyframes* (frame -> prompt), the paper's "sparse conditions". It resolves to a *prompt mix*
+over its distinct prompts, (rows, P), so the model side only encodes P prompts once and mixes embeddings:
 - a clip inside one segment gets that segment's prompt;
 - a clip across a boundary mixes the segments by the share of its frames in each;
 - with keyframes, a clip (at its centre) or frame between keyframes k_a < p < k_b gets
@@ -157,14 +157,14 @@ class Timeline:
             raise ValueError(f"{_frames(expected, num_frames - 1)} no prompt: the timeline stops early.")
         return Timeline(segments=segs)
 
-    # ---- resolution to mixing weights -----------------------------------------------------------
+    # ---- resolution to prompt mixes -----------------------------------------------------------
     def prompts(self) -> list[tuple[str, str]]:
         """Distinct (prompt, negative) pairs in timeline order; columns of the weight matrices."""
         items = [(s.prompt, s.negative) for s in self.segments] or list(self.keyframes.values())
         return list(dict.fromkeys(items))
 
-    def frame_weights(self, num_frames: int, transition: int = 0) -> torch.Tensor:
-        """(num_frames, P) mixing weights per frame, rows summing to 1.
+    def frame_prompt_mix(self, num_frames: int, transition: int = 0) -> torch.Tensor:
+        """(num_frames, P) prompt mix per frame, rows summing to 1.
 
         Segments: a frame takes its segment's prompt; `transition` > 0 blends linearly over that many
         frames centred on each boundary, for soft changes. Keyframes: linear interpolation between them.
@@ -186,8 +186,9 @@ class Timeline:
             out = torch.nn.functional.conv1d(padded, kernel).squeeze(1).T
         return out.float()
 
-    def window_weights(self, windows: Sequence[tuple[int, int]], num_frames: int) -> torch.Tensor:
-        """(len(windows), P): segments by share of the clip's frames, keyframes by the clip's centre."""
+    def clip_prompt_mix(self, windows: Sequence[tuple[int, int]], num_frames: int) -> torch.Tensor:
+        """(len(windows), P) prompt mix per clip: segments by share of the clip's frames, keyframes by the
+        clip's centre. (Not the fusion weights W_i: those are `codenoise.window_weights`.)"""
         tl = self.validate(num_frames)
         cols = {pn: i for i, pn in enumerate(tl.prompts())}
         out = torch.zeros(len(windows), len(cols), dtype=torch.float64)

@@ -24,9 +24,10 @@ ROWS = {"headers": ["from", "to", "prompt", "negative"], "metadata": None}
 def studio(tmp_path_factory):
     from genl.jobs import Studio
 
-    s = Studio(tmp_path_factory.mktemp("studio"), devices=["cpu"], threads=True, start=False)
+    s = Studio(tmp_path_factory.mktemp("studio"), devices=["cpu"], threads=True)  # previews run in the queue
+    s.wait_ready(120)
     yield s
-    s.close()  # its worker never started: previews need no worker
+    s.close()
 
 
 def test_example_videos_exist_and_are_small():
@@ -56,6 +57,7 @@ def test_mask_preview_other_models_say_grounded_sam_is_missing(studio):
 def test_edge_preview_shows_edges_and_says_pose_is_missing(studio):
     got = studio.preview_edges(str(EXAMPLE), fps=8, size=(128, 128))
     assert got["num_frames"] == 48 and len(got["frames"]) == 4
+    assert studio.list() == []  # previews are light jobs: they leave no history rows
     assert set(np.unique(got["frames"][0])) <= {0, 255} and got["frames"][0].any()
     assert "OpenPose" in got["note"] and "not installed" in got["note"]
 

@@ -11,7 +11,8 @@ from diffusers import (
 )
 
 from genl.codenoise import co_denoise, make_windows, plan_batches, window_frames, window_weights
-from genl.sampling import co_denoise_sample
+from genl.plan import CoDenoisePlan
+from genl.sampling import Cancelled, co_denoise_sample
 
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
 
@@ -195,9 +196,10 @@ def test_full_sampling_with_independent_frames_equals_whole_video(make):
         lat = noise * sched.init_noise_sigma
         if fused:
             gen = torch.Generator().manual_seed(0)
-            return co_denoise_sample(sched, lat, sched.timesteps, windows, weights,
-                                     lambda x, t, idx: torch.cat([independent(x[k:k + 1], t) for k in range(len(idx))]),
-                                     windows_per_call=2, generator=gen)
+            plan = CoDenoisePlan(num_frames=n, clip_length=m, stride=s, weights="pyramid", windows_per_call=2)
+            return co_denoise_sample(sched, lat, sched.timesteps, plan,
+                                     lambda x, t, wins: torch.cat([independent(x[k:k + 1], t) for k in range(len(wins))]),
+                                     generator=gen)
         gen = torch.Generator().manual_seed(0)
         for t in sched.timesteps:
             out = independent(sched.scale_model_input(lat, t), t)
@@ -209,23 +211,58 @@ def test_full_sampling_with_independent_frames_equals_whole_video(make):
 
 
 def test_callback_and_cancel():
-    from genl.sampling import Cancelled
-
     sched = DDIMScheduler(**SD_BETAS)
     sched.set_timesteps(5)
-    windows = make_windows(8, 4, 2)
-    weights = [window_weights("flat", 4)] * len(windows)
+    plan = CoDenoisePlan(num_frames=8, clip_length=4, stride=2)
+    windows = plan.windows
     seen = []
 
-    def cb(stage, step, total, x0):
-        seen.append((stage, step, total, tuple(x0.shape)))
+    def cb(event):
+        seen.append((event["stage"], event["step"], event["total"], tuple(event["x0"].shape)))
 
-    batch = lambda x, t, idx: independent(x, t)  # noqa: E731
-    co_denoise_sample(sched, torch.randn(1, 4, 8, 2, 2), sched.timesteps, windows, weights, batch, callback=cb)
+    batch = lambda x, t, wins: independent(x, t)  # noqa: E731
+    co_denoise_sample(sched, torch.randn(1, 4, 8, 2, 2), sched.timesteps, plan, batch, callback=cb)
     assert [s[1] for s in seen] == [1, 2, 3, 4, 5] and seen[0][3] == (1, 4, 8, 2, 2)
     calls = []
     with pytest.raises(Cancelled):
-        co_denoise_sample(sched, torch.randn(1, 4, 8, 2, 2), sched.timesteps, windows, weights,
-                          lambda x, t, idx: calls.append(t) or independent(x, t),
+        co_denoise_sample(sched, torch.randn(1, 4, 8, 2, 2), sched.timesteps, plan,
+                          lambda x, t, wins: calls.append(t) or independent(x, t),
                           is_cancelled=lambda: len(calls) >= 2 * len(windows))
     assert len(calls) == 2 * len(windows)  # stopped right after the second step's model calls
+
+
+def test_cancel_between_window_batches_within_one_step():
+    """A 960-frame video has 237 clips per step: a cancel is seen before the next batch, not the next step."""
+    sched = DDIMScheduler(**SD_BETAS)
+    sched.set_timesteps(5)
+    plan = CoDenoisePlan(num_frames=960, clip_length=16, stride=4, windows_per_call=8)
+    batches = []
+    with pytest.raises(Cancelled):
+        co_denoise_sample(sched, torch.randn(1, 1, 960, 1, 1), sched.timesteps, plan,
+                          lambda x, t, wins: batches.append(list(wins)) or torch.zeros_like(x),
+                          is_cancelled=lambda: len(batches) >= 3)
+    assert len(batches) == 3 and len(plan.windows) == 237  # stopped inside the first step
+    assert batches[0][0] == (0, 16) and len(batches[0]) == 8
+
+
+def test_plan_gives_windows_per_step_from_its_schedule(monkeypatch):
+    from genl import plan as plan_module
+
+    fixed = CoDenoisePlan(num_frames=24, clip_length=8, stride=4, weights="pyramid")
+    assert fixed.windows_at(0) == fixed.windows_at(7) == make_windows(24, 8, 4)
+    assert all(torch.equal(w, window_weights("pyramid", 8)) for w in fixed.weights_at(3))
+
+    def moving(n, m, s, step, *, loop=False):  # a schedule whose windows move every step
+        return [(0, m)] + [(a + step % s, min(a + step % s + m, n)) for a in range(s, n - m, s)] + [(n - m, n)]
+
+    monkeypatch.setitem(plan_module.SCHEDULES, "moving", moving)
+    plan = CoDenoisePlan(num_frames=24, clip_length=8, stride=4, schedule="moving", windows_per_call=100)
+    assert plan.windows_at(1) != plan.windows_at(2) and plan.windows_at(1)[1] == (5, 13)
+    seen = []
+    sched = DDIMScheduler(**SD_BETAS)
+    sched.set_timesteps(3)
+    co_denoise_sample(sched, torch.randn(1, 1, 24, 1, 1), sched.timesteps, plan,
+                      lambda x, t, wins: seen.append(tuple(wins)) or torch.zeros_like(x))
+    assert [w[1] for w in seen] == [(4, 12), (5, 13), (6, 14)]  # each step asked for its own windows
+    with pytest.raises(ValueError, match="window schedule"):
+        CoDenoisePlan(num_frames=24, clip_length=8, stride=4, schedule="nope")

@@ -47,13 +47,14 @@ def test_image_unet_is_motion_unet_without_motion_modules(manager):
 @pytest.mark.parametrize("pipeline", ["animatediff", "tuning_free"])
 def test_generation_reads_as_prompted(manager, pipeline):
     from genl.demo.evaluate import frame_scores
+    from genl.settings import CoDenoiseSettings
     from genl.timeline import load_timeline
 
     segments = [(0, 7, "a red circle moving right over grass"), (8, 15, "a blue square moving left over sand")]
     prompt = " | ".join(f"{a}-{b}: {t}" for a, b, t in segments)
     pipe = manager.get(pipeline, DEMO_NAME, device="cpu")
     frames = pipe(load_timeline(prompt), num_frames=16, height=128, width=128, num_inference_steps=10,
-                  guidance_scale=7.5, clip_length=8, stride=4, seed=0).frames
+                  guidance_scale=7.5, codenoise=CoDenoiseSettings(clip_length=8, stride=4), seed=0).frames
     scores = frame_scores(np.asarray(frames), segments)
     assert np.mean(scores["colour"]) >= MIN_COLOUR_RATE
     assert np.mean(scores["background"]) >= MIN_BACKGROUND_RATE

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from genl.api import run_job
-from genl.codenoise import make_windows, window_weights
+from genl.plan import CoDenoisePlan
 from genl.models import ModelManager, ModelNotAvailable
 from genl.pipelines.common import encode_frames
 from genl.sampling import Cancelled, co_denoise_sample, make_scheduler
@@ -19,6 +19,7 @@ from genl.timeline import Timeline
 
 TWO = "0-11: a red circle moving right | 12-23: a blue square over sand"
 CN = CoDenoiseSettings(clip_length=8, stride=4, weights="pyramid")
+M8 = CoDenoiseSettings(clip_length=8, stride=4)
 
 
 def gen_settings(model, pipeline, **kw):
@@ -50,7 +51,7 @@ def test_generate_end_to_end_and_deterministic(tiny_models, model_manager, tmp_p
     assert events[0]["x0"].shape == (1, 4, 24, 16, 16)
 
     pipe = model_manager.get(pipeline, tiny_models[key])
-    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, clip_length=8, stride=4)
+    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, codenoise=M8)
     tl = Timeline.parse(TWO)
     a, b = pipe(tl, seed=5, **kw).frames, pipe(tl, seed=5, **kw).frames
     assert np.array_equal(a, b)
@@ -59,7 +60,7 @@ def test_generate_end_to_end_and_deterministic(tiny_models, model_manager, tmp_p
 
 def test_prompts_reach_their_windows(tiny_models, model_manager):
     pipe = model_manager.get("animatediff", tiny_models["animatediff"])
-    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, clip_length=8, stride=4, seed=1)
+    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, codenoise=M8, seed=1)
     same = pipe(Timeline.parse("0-11: a red circle | 12-23: a red circle"), **kw).latents
     single = pipe(Timeline.parse("a red circle"), **kw).latents
     torch.testing.assert_close(same, single)
@@ -83,11 +84,11 @@ def test_edit_end_to_end_with_inversion_cache(tiny_models, model_manager, tmp_pa
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
 
 
-def smooth_model(x, t, indices):
+def smooth_model(x, t, windows):
     """A smooth, clip-coupled stand-in for a trained epsilon model (random tiny UNets are not smooth:
     we measured a 0.001 input change moving their output by 0.08, which makes any DDIM inversion fail)."""
     return torch.cat([0.5 * torch.tanh(x[k:k + 1]) + 0.2 * x[k:k + 1].mean(dim=2, keepdim=True)
-                      for k in range(len(indices))])
+                      for k in range(len(windows))])
 
 
 def test_inversion_then_reconstruction_returns_the_input():
@@ -100,30 +101,29 @@ def test_inversion_then_reconstruction_returns_the_input():
 
     base = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                          set_alpha_to_one=False, steps_offset=1)
-    windows = make_windows(24, 8, 4)
-    weights = [window_weights("pyramid", 8)] * len(windows)
+    plan = CoDenoisePlan(num_frames=24, clip_length=8, stride=4, weights="pyramid", windows_per_call=2)
     x0 = torch.randn(1, 4, 24, 4, 4, generator=torch.Generator().manual_seed(0))
 
     def round_trip(steps, model):
         inv = make_scheduler("ddim", base.config)
-        noise = ddim_invert(x0, inversion_timesteps(inv, steps), inv.alphas_cumprod, windows, weights, model,
-                            final_alpha=float(inv.final_alpha_cumprod), windows_per_call=2)
+        noise = ddim_invert(x0, inversion_timesteps(inv, steps), inv.alphas_cumprod, plan, model,
+                            final_alpha=float(inv.final_alpha_cumprod))
         sched = make_scheduler("ddim", base.config)
         sched.set_timesteps(steps)
-        rec = co_denoise_sample(sched, noise, sched.timesteps, windows, weights, model, windows_per_call=2)
+        rec = co_denoise_sample(sched, noise, sched.timesteps, plan, model)
         return ((rec - x0).norm() / x0.norm()).item(), ((noise - x0).norm() / x0.norm()).item()
 
     err50, moved = round_trip(50, smooth_model)
     err200, _ = round_trip(200, smooth_model)
     assert err50 < 0.06 and err200 < 0.3 * err50 and moved > 0.5
-    exact, _ = round_trip(10, lambda x, t, idx: torch.full_like(x, 0.3))
+    exact, _ = round_trip(10, lambda x, t, wins: torch.full_like(x, 0.3))
     assert exact < 1e-5
 
 
 def test_inversion_on_tiny_unet_reaches_noise(tiny_models, model_manager):
     pipe = model_manager.get("edit", tiny_models["sd"])
     frames = np.clip(np.random.default_rng(0).normal(128, 40, (24, 32, 32, 3)), 0, 255).astype(np.uint8)
-    noise = pipe.invert(frames, Timeline.parse("a red circle"), num_inference_steps=4, clip_length=8, stride=4)
+    noise = pipe.invert(frames, Timeline.parse("a red circle"), num_inference_steps=4, codenoise=M8)
     x0 = encode_frames(pipe.vae, frames, "cpu").float()
     assert noise.shape == x0.shape and torch.isfinite(noise).all()
     assert ((noise - x0).norm() / x0.norm()).item() > 0.5
@@ -133,8 +133,8 @@ def test_cancel_stops_within_one_step(tiny_models, model_manager):
     pipe = model_manager.get("tuning_free", tiny_models["sd"])
     steps = []
     with pytest.raises(Cancelled):
-        pipe(Timeline.parse("a cat"), num_frames=24, height=32, width=32, num_inference_steps=10, clip_length=8,
-             stride=4, callback=lambda s, i, n, x: steps.append(i), is_cancelled=lambda: len(steps) >= 3)
+        pipe(Timeline.parse("a cat"), num_frames=24, height=32, width=32, num_inference_steps=10, codenoise=M8,
+             callback=lambda e: steps.append(e["step"]), is_cancelled=lambda: len(steps) >= 3)
     assert steps == [1, 2, 3]
 
 
@@ -189,7 +189,7 @@ def test_masked_edit_keeps_everything_outside_the_mask(tiny_models, model_manage
     masks = np.zeros((24, 32, 32), bool)
     masks[:, 8:24, 16:32] = True  # the right half of the middle rows
     out = pipe(frames, Timeline.parse("a red circle"), Timeline.parse("a blue square"), num_inference_steps=3,
-               clip_length=8, stride=4, masks=masks, guidance_scale=3.0)
+               codenoise=M8, masks=masks, guidance_scale=3.0)
     source = encode_frames(pipe.vae, frames, "cpu").float()
     outside = torch.ones(16, 16, dtype=torch.bool)
     outside[4:12, 8:16] = False  # latent cells the mask touches
@@ -197,7 +197,7 @@ def test_masked_edit_keeps_everything_outside_the_mask(tiny_models, model_manage
     assert (out.latents[..., ~outside] - source[..., ~outside]).abs().max() > 1e-2
     with pytest.raises(ValueError, match="DDIM-like"):
         pipe(frames, Timeline.parse("a"), Timeline.parse("b"), masks=masks, scheduler="euler",
-             num_inference_steps=2, clip_length=8, stride=4)
+             num_inference_steps=2, codenoise=M8)
 
 
 def test_object_masks_colour_stand_in_and_missing_models():
@@ -230,7 +230,7 @@ def test_controlnet_edges_steer_the_image_pipelines(tiny_models):
     pipe = LongTuningFreePipeline(**comps, controlnet=controlnet)
     ref = np.zeros((24, 32, 32, 3), np.uint8)
     ref[:, 8:24, 4:20] = 255
-    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, clip_length=8, stride=4, seed=0)
+    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=2, codenoise=M8, seed=0)
     tl = Timeline.parse("a red square")
     a = pipe(tl, control_frames=edge_map(ref), **kw).latents
     b = pipe(tl, control_frames=edge_map(np.roll(ref, 8, axis=2)), **kw).latents

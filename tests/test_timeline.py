@@ -60,30 +60,30 @@ def test_rows_from_table_editor():
 def test_window_weights_by_share_of_frames():
     tl = Timeline.parse("0-47: a | 48-95: b")
     windows = make_windows(96, 16, 8)
-    w = tl.window_weights(windows, 96)
+    w = tl.clip_prompt_mix(windows, 96)
     assert w.shape == (len(windows), 2)
     rows = dict(zip(windows, w.tolist()))
     assert rows[(0, 16)] == [1.0, 0.0]
     assert rows[(40, 56)] == pytest.approx([0.5, 0.5])  # 8 frames on each side of the change
     assert rows[(32, 48)] == [1.0, 0.0] and rows[(48, 64)] == [0.0, 1.0]
-    assert tl.window_weights([(44, 60)], 96)[0].tolist() == pytest.approx([0.25, 0.75])
+    assert tl.clip_prompt_mix([(44, 60)], 96)[0].tolist() == pytest.approx([0.25, 0.75])
 
 
 def test_keyframe_interpolation_by_hand():
     tl = Timeline.parse("0: a | 64: b | 96: c")
-    f = tl.frame_weights(97)
+    f = tl.frame_prompt_mix(97)
     assert f[0].tolist() == [1, 0, 0] and f[64].tolist() == [0, 1, 0] and f[96].tolist() == [0, 0, 1]
     assert f[16].tolist() == pytest.approx([0.75, 0.25, 0.0])
     assert f[80].tolist() == pytest.approx([0.0, 0.5, 0.5])
-    w = tl.window_weights([(8, 24)], 97)  # centre 15.5: the paper's (k-j)/k, j/k
+    w = tl.clip_prompt_mix([(8, 24)], 97)  # centre 15.5: the paper's (k-j)/k, j/k
     assert w[0].tolist() == pytest.approx([1 - 15.5 / 64, 15.5 / 64, 0.0])
 
 
-def test_frame_weights_segments_and_transition():
+def test_frame_prompt_mix_segments_and_transition():
     tl = Timeline.parse("0-9: a | 10-19: b")
-    hard = tl.frame_weights(20)
+    hard = tl.frame_prompt_mix(20)
     assert hard[9].tolist() == [1, 0] and hard[10].tolist() == [0, 1]
-    soft = tl.frame_weights(20, transition=4)  # 5-frame box blur around the change
+    soft = tl.frame_prompt_mix(20, transition=4)  # 5-frame box blur around the change
     assert soft[9].tolist() == pytest.approx([0.6, 0.4]) and soft[10].tolist() == pytest.approx([0.4, 0.6])
     assert soft[0].tolist() == [1, 0] and torch.allclose(soft.sum(1), torch.ones(20))
 
@@ -91,7 +91,7 @@ def test_frame_weights_segments_and_transition():
 def test_same_prompt_in_two_segments_is_encoded_once():
     tl = Timeline.parse("0-9: a | 10-19: b | 20-29: a")
     assert tl.prompts() == [("a", ""), ("b", "")]
-    assert tl.frame_weights(30)[25].tolist() == [1, 0]
+    assert tl.frame_prompt_mix(30)[25].tolist() == [1, 0]
 
 
 def test_mix_linear_and_slerp():

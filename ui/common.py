@@ -6,12 +6,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from genl.jobs import events, forms
+from genl.jobs import events
 from genl.settings import SCHEDULERS, CoDenoiseSettings, GenerateSettings
 from genl.codenoise import WEIGHT_SCHEMES
 
 from genl.validation import check_form
-
+from . import timeline_rows
 from .strip import render_strip
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -55,12 +55,12 @@ class Form:
 
 
 # ---- timeline editor -------------------------------------------------------------------------------
-def timeline_editor(prompts, num_frames: int, fps: float, unit: str = forms.SECONDS, label="Prompt timeline"):
+def timeline_editor(prompts, num_frames: int, fps: float, unit: str = timeline_rows.SECONDS, label="Prompt timeline"):
     """Rows (from, to, prompt, negative) + unit switch + add/remove/split + the windows strip."""
     with gr.Group():
-        unit_radio = gr.Radio([forms.SECONDS, forms.FRAMES], value=unit, label="Times in",
+        unit_radio = gr.Radio([timeline_rows.SECONDS, timeline_rows.FRAMES], value=unit, label="Times in",
                               info="Seconds: a row covers [from, to). Frames: both ends included.")
-        table = gr.Dataframe(value=forms.default_rows(unit, fps, num_frames, prompts), headers=forms.COLUMNS,
+        table = gr.Dataframe(value=timeline_rows.default_rows(unit, fps, num_frames, prompts), headers=timeline_rows.COLUMNS,
                              datatype=["number", "number", "str", "str"], type="array", interactive=True,
                              column_count=4, label=label, elem_id=None, wrap=True)
         with gr.Row():
@@ -88,13 +88,13 @@ def wire_timeline(tl: Form, fps, num_frames) -> None:
 
     ui = HIDDEN
     tl["rows"].select(on_select, None, tl["selected"], **ui)
-    tl["add"].click(guarded(lambda rows, unit, f, n: forms.add_row(rows, unit, float(f), int(n))),
+    tl["add"].click(guarded(lambda rows, unit, f, n: timeline_rows.add_row(rows, unit, float(f), int(n))),
                     [tl["rows"], tl["unit"], fps, num_frames], tl["rows"], **ui)
-    tl["remove"].click(lambda rows, sel: (forms.remove_row(rows, sel), None),
+    tl["remove"].click(lambda rows, sel: (timeline_rows.remove_row(rows, sel), None),
                        [tl["rows"], tl["selected"]], [tl["rows"], tl["selected"]], **ui)
-    tl["split"].click(guarded(lambda rows, sel, unit: (forms.split_row(rows, sel, unit), None)),
+    tl["split"].click(guarded(lambda rows, sel, unit: (timeline_rows.split_row(rows, sel, unit), None)),
                       [tl["rows"], tl["selected"], tl["unit"]], [tl["rows"], tl["selected"]], **ui)
-    tl["unit"].change(lambda rows, old, new, f: (forms.convert_rows(rows, old, new, float(f or 8)), new),
+    tl["unit"].change(lambda rows, old, new, f: (timeline_rows.convert_rows(rows, old, new, float(f or 8)), new),
                       [tl["rows"], tl["prev_unit"], tl["unit"], fps], [tl["rows"], tl["prev_unit"]], **ui)
 
 
@@ -169,7 +169,7 @@ def fit_size_to_model(model, width, height):
 def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:
     """(strip HTML, estimate Markdown) for the current form; problems show in both, never raise."""
     try:
-        data = forms.strip_data(values["rows"], values["unit"], float(values["fps"] or 8),
+        data = timeline_rows.strip_data(values["rows"], values["unit"], float(values["fps"] or 8),
                                 int(values["num_frames"] or 1), int(values["clip_length"] or 1),
                                 int(values["stride"] or 1))
     except (TypeError, ValueError) as err:
@@ -295,7 +295,7 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     if not path:
         return ("No video yet.", None, *keep)
     try:
-        got = forms.inspect_video(path, fps=fps, start=start, end=end or None, max_frames=studio.max_frames)
+        got = timeline_rows.inspect_video(path, fps=fps, start=start, end=end or None, max_frames=studio.max_frames)
     except ValueError as err:
         gr.Warning(safe(err))
         return (f"**Cannot use this file:** {safe(err)}", None, *keep)
@@ -305,8 +305,14 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     n = got["num_frames"]
     text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the job uses "
             f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
-    prompts = ([r[2] for r in forms.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
-    return text, got["samples"], n, w, h, forms.default_rows(unit, got["fps"], n, prompts)
+    prompts = ([r[2] for r in timeline_rows.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
+    return text, got["samples"], n, w, h, timeline_rows.default_rows(unit, got["fps"], n, prompts)
+
+
+def form_values(values: dict) -> dict:
+    """A tab's values plus "prompt": its timeline table as the settings' timeline text."""
+    fps = float(values.get("fps") or DEFAULTS.fps)
+    return dict(values, prompt=timeline_rows.timeline_prompt(values["rows"], values.get("unit", timeline_rows.SECONDS), fps))
 
 
 def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, run, cancel_button, api_name: str):
@@ -314,12 +320,15 @@ def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, ru
     button that submits `make(values)` and streams the job, and a cancel button. One place, so every tab
     behaves the same."""
 
+    def build(values):
+        return make(form_values(values))
+
     def plan(**values):
         try:
             check_form(values)
         except ValueError as err:
             return "", f"**Cannot run yet:** {safe(err)}"
-        return plan_text(studio, make, values)
+        return plan_text(studio, build, values)
 
     for comp in watch:
         comp.change(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
@@ -328,7 +337,7 @@ def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, ru
     def submit(request: gr.Request, **values):
         try:
             check_form(values)  # NaN/inf/huge numbers get a sentence, not Python's conversion errors
-            job = studio.submit(make(values), owner=getattr(request, "username", None))
+            job = studio.submit(build(values), owner=getattr(request, "username", None))
         except ValueError as err:
             raise user_error(err)
         yield from stream_job(studio, job.id)

@@ -9,7 +9,7 @@ WIDTH = 1000
 
 
 def render_strip(data: dict, fps: float) -> str:
-    """`data` from genl.jobs.forms.strip_data -> an HTML block with an inline SVG and any problems."""
+    """`data` from ui.timeline_rows.strip_data -> an HTML block with an inline SVG and any problems."""
     n = max(1, int(data.get("num_frames") or 1))
     windows = data.get("windows") or []
     x = lambda f: WIDTH * f / n  # noqa: E731

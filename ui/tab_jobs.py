@@ -9,9 +9,8 @@ import time
 
 import gradio as gr
 
-from genl.jobs import forms
-
 from . import common
+from .timeline_rows import summarize_prompt
 
 HEADERS = ["id", "kind", "status", "position", "progress", "created", "prompt", "message"]
 
@@ -27,7 +26,7 @@ def job_rows(studio, limit: int = 200, user: str | None = None) -> list[list]:
         pos = studio.position(job.id) if job.status == "queued" else ""
         rows.append([job.id, job.kind, job.status + (" (shared)" if job.shared else ""), pos,
                      f"{job.progress:.0%}", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created)),
-                     forms.summarize_prompt(job.prompt), job.message])
+                     summarize_prompt(job.prompt), job.message])
     return rows or [["", "", "", "", "", "", "No jobs yet.", ""]]
 
 

@@ -3,7 +3,7 @@
 Every event has "type", "job" (id) and "time". Kinds:
   queued    position (1 = next to run)
   started   worker, device
-  progress  stage ("inversion" | "denoise" | "decode"), step, total, fraction (0..1 overall), eta (s)
+  progress  the engine's progress dict (genl/progress.py: stage, step, total) + fraction (0..1 overall), eta (s)
   preview   path (PNG of the current x0 for a few frames), stage, step
   finished  outputs {video, settings, thumbnail, frames_dir}
   failed    message (for people)
@@ -38,6 +38,14 @@ def started(job: str, worker: int, device: str) -> dict:
 def progress(job: str, stage: str, step: int, total: int, fraction: float, eta: Optional[float]) -> dict:
     return _event("progress", job, stage=stage, step=int(step), total=int(total),
                   fraction=float(fraction), eta=None if eta is None else float(eta))
+
+
+def engine_progress(job: str, event: dict, fraction: float, eta: Optional[float]) -> dict:
+    """The engine's progress dict (genl/progress.py) as it reaches the browser: its own fields unchanged,
+    plus what only the worker knows; "x0" stays behind (it becomes a preview image)."""
+    data = {"stage": "denoise", "step": 0, "total": 0}
+    data.update((k, v) for k, v in event.items() if k != "x0")
+    return _event("progress", job, **data, fraction=float(fraction), eta=None if eta is None else float(eta))
 
 
 def preview(job: str, path: str, stage: str, step: int) -> dict:

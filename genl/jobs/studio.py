@@ -47,6 +47,10 @@ def detect_devices(device: str = "auto") -> list[str]:
     return [f"cuda:{i}" for i in range(count)]
 
 
+def _size(size) -> dict:
+    return {"width": int(size[0]), "height": int(size[1])} if size else {}
+
+
 def is_zero_gpu() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
@@ -310,17 +314,52 @@ class Studio:
 
     def preview_masks(self, video, object_prompt: str, model: str = "demo", method: str = "auto", *,
                       fps=None, start: float = 0.0, end=None, size=None, samples: int = 4) -> dict:
-        """Edit anything: the object's masks over a few sampled frames ({"frames", "method", "note", "ok"})."""
-        from .forms import mask_preview
+        """Edit anything: the object's masks over a few sampled frames ({"frames", "method", "note", "ok"}).
+        Runs as the light `mask_preview` kind in the worker queue, so no mask model loads in this process."""
+        from genl.settings import MaskPreviewSettings
 
-        return mask_preview(video, object_prompt, model, method, samples=samples, fps=fps, start=start, end=end,
-                            max_frames=self.max_frames, size=size)
+        got = self._run_light(MaskPreviewSettings(video=str(video or ""), object_prompt=object_prompt,
+                                                  mask_method=method, model=model or "demo", fps=fps, start=start,
+                                                  end=end, samples=samples, **_size(size)))
+        return {"frames": got["frames"], "method": got.get("method"), "note": got.get("note", ""),
+                "ok": bool(got.get("ok"))}
 
     def preview_edges(self, video, *, fps=None, size=None, samples: int = 4) -> dict:
-        """Edge control: edge maps of a few sampled frames of the reference ({"frames", "num_frames", "note"})."""
-        from .forms import edge_preview
+        """Edge control: edge maps of a few sampled frames of the reference ({"frames", "num_frames", "note"}).
+        Runs as the light `edge_preview` kind in the worker queue."""
+        from genl.settings import EdgePreviewSettings
 
-        return edge_preview(video, samples=samples, fps=fps, max_frames=self.max_frames, size=size)
+        got = self._run_light(EdgePreviewSettings(video=str(video or ""), fps=fps, samples=samples, **_size(size)))
+        return {"frames": got["frames"], "num_frames": int(got["num_frames"]), "note": got.get("note", "")}
+
+    def _run_light(self, settings, timeout: float = 300.0) -> dict:
+        """Run a light job kind (a preview) through the worker queue ahead of waiting jobs; return its
+        outputs with the frames read back, then forget the job (previews do not belong in the history)."""
+        import numpy as np
+        from PIL import Image
+
+        settings.max_frames = min(int(settings.max_frames), self.max_frames)
+        spec = JobSpec.from_settings(settings)  # validates
+        with self._lock:
+            job = self.store.add(spec)
+            self._queue.insert(0, job.id)
+            self._announce_positions()
+            self._dispatch()
+        try:
+            done = self.wait(job.id, timeout)
+        except TimeoutError:
+            self.cancel(job.id)
+            raise ValueError("The preview waited too long for a free worker: try again when the running job "
+                             "has finished.") from None
+        outputs = dict(done.outputs)
+        if done.status == DONE and outputs.get("frames_dir"):
+            outputs["frames"] = [np.asarray(Image.open(p).convert("RGB"))
+                                 for p in sorted(Path(outputs["frames_dir"]).glob("*.png"))]
+        if done.status != RUNNING:
+            self.delete(job.id)
+        if done.status != DONE:
+            raise ValueError(done.message or "The preview could not be made.")
+        return outputs
 
     def models(self) -> list[dict]:
         from genl.models import available_models

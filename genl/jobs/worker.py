@@ -6,7 +6,7 @@ Hugging Face ZeroGPU where only the main process may hold the GPU, in a thread (
 
 Cancelling is a flag keyed by job id: the server writes the id into a shared buffer and the job's
 `is_cancelled()` compares it with its own id, so a late cancel can never hit the next job. Besides the
-engine's own check, the progress callback raises `JobCancelled`, so any job function stops at its next
+engine's own check, the progress callback raises `Cancelled`, so any job function stops at its next
 progress report (the engine reports every window batch, so within seconds).
 
 No orphans: a worker process ignores SIGINT (the server decides when it stops), exits by itself within a
@@ -31,6 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
+from genl.progress import Cancelled
+
 from . import events
 from .preview import Previewer, load_tiny_decoder, small_vae_decoder
 from .spec import JobSpec
@@ -41,8 +43,7 @@ OOM_MESSAGE = ("The GPU ran out of memory. Try fewer frames, a smaller resolutio
                "or fp16 precision.")
 
 
-class JobCancelled(Exception):
-    """Raised inside a job (from its progress callback) once it has been cancelled."""
+JobCancelled = Cancelled  # one cancel exception for engine and worker (genl/progress.py); old name kept
 
 
 def import_string(path: str):
@@ -54,9 +55,7 @@ def import_string(path: str):
 
 
 def _is_cancel_error(exc: BaseException) -> bool:
-    from genl.sampling import Cancelled
-
-    return isinstance(exc, (JobCancelled, Cancelled))
+    return isinstance(exc, Cancelled)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -134,11 +133,11 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
     def progress(event: dict) -> None:
         nonlocal last_preview
         if is_cancelled():
-            raise JobCancelled()
+            raise Cancelled("The job was cancelled.")
         stage, step, total = event.get("stage", "denoise"), int(event.get("step", 0)), int(event.get("total", 0))
         later = steps if stage == "inversion" else 0
-        emit(events.progress(job, stage, step, total, events.overall_fraction(spec.kind, stage, step, total),
-                             clock.eta(stage, step, total, later)))
+        emit(events.engine_progress(job, event, events.overall_fraction(spec.kind, stage, step, total),
+                                    clock.eta(stage, step, total, later)))
         path = previewer(event.get("x0"), stage, step)
         if path is not None:
             last_preview = str(path)

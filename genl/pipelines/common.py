@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from ..sampling import check_cancel
+from ..codenoise import Window, window_frames
+from ..plan import CoDenoisePlan
+from ..progress import check_cancel, report
 from ..timeline import Timeline, mix_embeddings
 
 
@@ -43,13 +45,54 @@ class LongVideoOutput:
     latents: torch.Tensor  # (1, C, F, h, w) final clean latents
 
 
-@dataclass
 class TextConditions:
-    """Per-window (or per-frame) text embeddings for the conditional and unconditional CFG halves."""
+    """Text embeddings for the conditional and unconditional CFG halves, looked up by window.
 
-    cond: torch.Tensor  # (R, tokens, dim), R = windows or frames
-    uncond: Optional[torch.Tensor]  # same shape, None when CFG is off
-    per_frame: bool
+    per_frame: every frame has its own mix (image models), so a window's states are its frames' rows.
+    Otherwise each clip has one mix of the timeline's prompts (paper Sec. 3.2); it is computed for a window
+    the first time that window is asked for and kept, so schedules whose windows move every step pay
+    once per distinct window. `prefetch` mixes a list of windows in one batch.
+    """
+
+    def __init__(self, timeline: Timeline, num_frames: int, pos: torch.Tensor, neg: Optional[torch.Tensor], *,
+                 dtype, per_frame: bool, interpolation: str = "linear", transition: int = 0):
+        self.timeline, self.num_frames, self.dtype = timeline, num_frames, dtype
+        self.pos, self.neg, self.per_frame, self.interpolation = pos, neg, per_frame, interpolation
+        self.use_cfg = neg is not None
+        self._clips: dict[Window, tuple] = {}
+        if per_frame:
+            mix = timeline.frame_prompt_mix(num_frames, transition)
+            self.frames = self._mix(pos, mix), (self._mix(neg, mix) if self.use_cfg else None)
+
+    def _mix(self, emb, mix):
+        return mix_embeddings(emb, mix, self.interpolation).to(self.dtype)
+
+    def prefetch(self, windows) -> None:
+        missing = list(dict.fromkeys(w for w in windows if w not in self._clips))
+        if self.per_frame or not missing:
+            return
+        mix = self.timeline.clip_prompt_mix(missing, self.num_frames)
+        cond = self._mix(self.pos, mix)
+        uncond = self._mix(self.neg, mix) if self.use_cfg else None
+        for k, w in enumerate(missing):
+            self._clips[w] = cond[k], (uncond[k] if uncond is not None else None)
+
+    def clip_states(self, windows) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(k, tokens, dim) per CFG half: one state per clip (UNet3D models repeat it over frames)."""
+        self.prefetch(windows)
+        cond = torch.stack([self._clips[w][0] for w in windows])
+        return cond, (torch.stack([self._clips[w][1] for w in windows]) if self.use_cfg else None)
+
+    def frame_states(self, windows) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(sum of clip lengths, tokens, dim) per CFG half, frames contiguous per clip."""
+        if self.per_frame:
+            rows = torch.cat([window_frames(w, self.num_frames) for w in windows])
+            cond, uncond = self.frames
+            return cond[rows.to(cond.device)], (uncond[rows.to(cond.device)] if uncond is not None else None)
+        lengths = torch.tensor([end - start for start, end in windows])
+        cond, uncond = self.clip_states(windows)
+        rep = lengths.to(cond.device)
+        return cond.repeat_interleave(rep, dim=0), (uncond.repeat_interleave(rep, dim=0) if uncond is not None else None)
 
 
 @torch.no_grad()
@@ -62,34 +105,29 @@ def encode_text(tokenizer, text_encoder, prompts: list[str], device) -> torch.Te
     return text_encoder(ids)[0]
 
 
-def timeline_conditions(
-    tokenizer, text_encoder, timeline: Timeline, windows, num_frames: int, *, device, dtype,
-    use_cfg: bool, per_frame: bool = False, interpolation: str = "linear", transition: int = 0,
-) -> TextConditions:
-    """Encode each distinct prompt once, then mix per window (paper) or per frame (image models)."""
+def timeline_conditions(tokenizer, text_encoder, timeline: Timeline, plan: CoDenoisePlan, *, device, dtype,
+                        use_cfg: bool, per_frame: bool = False, interpolation: str = "linear",
+                        transition: int = 0) -> TextConditions:
+    """Encode each distinct prompt once; mixes per frame (image models) or per clip (the paper) follow."""
     pairs = timeline.prompts()
     pos = encode_text(tokenizer, text_encoder, [p for p, _ in pairs], device)
-    if per_frame:
-        weights = timeline.frame_weights(num_frames, transition)
-    else:
-        weights = timeline.window_weights(windows, num_frames)
-    cond = mix_embeddings(pos, weights, interpolation).to(dtype)
-    uncond = None
-    if use_cfg:
-        neg = encode_text(tokenizer, text_encoder, [n for _, n in pairs], device)
-        uncond = mix_embeddings(neg, weights, interpolation).to(dtype)
-    return TextConditions(cond, uncond, per_frame)
+    neg = encode_text(tokenizer, text_encoder, [n for _, n in pairs], device) if use_cfg else None
+    text = TextConditions(timeline, plan.num_frames, pos, neg, dtype=dtype, per_frame=per_frame,
+                          interpolation=interpolation, transition=transition)
+    text.prefetch(plan.windows)  # the first step's clips in one batch
+    return text
 
 
-def window_text(cond: TextConditions, windows, indices, num_frames: int, frames_per_window: int):
-    """Encoder states for a stack of windows: (k*M, tokens, dim) per CFG half, frames contiguous per clip."""
-    def pick(emb):
-        if cond.per_frame:
-            rows = [torch.arange(windows[i][0], windows[i][1]) % num_frames for i in indices]
-            return emb[torch.cat(rows).to(emb.device)]
-        return emb[list(indices)].repeat_interleave(frames_per_window, dim=0)
+def make_plan(pipe, codenoise, num_frames: int, height: int, width: int, use_cfg: bool,
+              attention: Optional[str] = None) -> CoDenoisePlan:
+    """The run's co-denoising plan, with windows per call from free memory when the settings leave it open."""
+    from ..settings import ATTENTION, CoDenoiseSettings
 
-    return pick(cond.cond), (pick(cond.uncond) if cond.uncond is not None else None)
+    codenoise = codenoise or CoDenoiseSettings()
+    per_call = codenoise.windows_per_call or default_windows_per_call(
+        pipe.unet.device, codenoise.clip_length, height, width, use_cfg, pipe.unet.dtype)
+    return CoDenoisePlan.from_settings(codenoise, num_frames, attention=attention or ATTENTION,
+                                       windows_per_call=per_call)
 
 
 def guided(out: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -115,8 +153,7 @@ def decode_latents(vae, latents: torch.Tensor, chunk: int = 8, is_cancelled=None
         part = frames[i:i + chunk].to(vae.dtype) / scale
         image = vae.decode(part).sample.float()
         out.append(((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
-        if callback is not None:
-            callback("decode", min(i + chunk, frames.shape[0]), frames.shape[0], None)
+        report(callback, "decode", min(i + chunk, frames.shape[0]), frames.shape[0])
     return torch.cat(out).numpy()
 
 
@@ -149,25 +186,24 @@ def default_windows_per_call(device, clip_length: int, height: int, width: int, 
     return max(1, min(max_windows, budget_frames // frames_per_window))
 
 
-def image_unet_denoiser(unet, text: TextConditions, windows, num_frames: int, clip_length: int,
-                        guidance_scale: float, controlnet=None, control: Optional[torch.Tensor] = None,
-                        control_scale: float = 1.0):
-    """denoise_batch for an image UNet: clips (k, C, M, h, w) become k*M images, frames contiguous per clip
-    (the layout the cross-frame attention processor expects), CFG halves stacked [uncond; cond]. With a
-    ControlNet, each frame's control image (control: (F, 3, H, W)) adds its residuals to the UNet."""
-    use_cfg = text.uncond is not None
+def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_scale: float, controlnet=None,
+                        control: Optional[torch.Tensor] = None, control_scale: float = 1.0):
+    """The sampler's denoise for an image UNet: clips (k, C, M, h, w) become k*M images, frames contiguous
+    per clip (the layout the cross-frame attention processor expects), CFG halves stacked [uncond; cond].
+    With a ControlNet, each frame's control image (control: (F, 3, H, W)) adds its residuals to the UNet."""
+    use_cfg = text.use_cfg
 
-    def denoise_batch(x, t, indices):
+    def denoise(x, t, windows):
         k, c, m, h, w = x.shape
         images = x.permute(0, 2, 1, 3, 4).reshape(k * m, c, h, w).to(unet.dtype)
-        cond, uncond = window_text(text, windows, indices, num_frames, clip_length)
+        cond, uncond = text.frame_states(windows)
         if use_cfg:
             images, states = torch.cat([images, images]), torch.cat([uncond, cond])
         else:
             states = cond
         extra = {}
         if controlnet is not None and control is not None:
-            rows = torch.cat([torch.arange(windows[i][0], windows[i][1]) % num_frames for i in indices])
+            rows = torch.cat([window_frames(win, num_frames) for win in windows])
             hint = control[rows.to(control.device)]
             hint = torch.cat([hint, hint]) if use_cfg else hint
             down, mid = controlnet(images.to(controlnet.dtype), t, encoder_hidden_states=states.to(controlnet.dtype),
@@ -178,4 +214,4 @@ def image_unet_denoiser(unet, text: TextConditions, windows, num_frames: int, cl
             out = guided(out, guidance_scale)
         return out.reshape(k, m, c, h, w).permute(0, 2, 1, 3, 4)
 
-    return denoise_batch
+    return denoise

@@ -6,24 +6,27 @@ share appearance. Optional Pix2Video-style adjacent-frame distance penalty keeps
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from ..attention import set_cross_frame_attention
-from ..codenoise import make_windows, window_weights
 from ..inversion import InversionCache, ddim_invert, inversion_cache_key, inversion_timesteps
+from ..prediction import output_from_x0, x0_from_output
+from ..progress import Progress, report
 from ..sampling import co_denoise_sample, make_scheduler
+from ..settings import ATTENTION, CoDenoiseSettings
 from ..timeline import Timeline
 from .common import (
+    LongVideoOutput,
     LongVideoPipelineBase,
     control_images,
-    LongVideoOutput,
     decode_latents,
-    default_windows_per_call,
     encode_frames,
     image_unet_denoiser,
+    make_plan,
     timeline_conditions,
 )
 
@@ -39,22 +42,12 @@ def adjacent_frame_penalty(scheduler, strength: float, iterations: int = 1):
     def hook(out, x, t):
         a = scheduler.alphas_cumprod.to(x.device)[int(t)].float()
         x, out = x.float(), out.float()
-        if kind == "epsilon":
-            x0 = (x - (1 - a).sqrt() * out) / a.sqrt()
-        elif kind == "v_prediction":
-            x0 = a.sqrt() * x - (1 - a).sqrt() * out
-        else:
-            x0 = out
+        x0 = x0_from_output(out, x, a, kind)
         for _ in range(iterations):
             padded = torch.cat([x0[:, :, :1], x0, x0[:, :, -1:]], dim=2)
             laplacian = 2 * x0 - padded[:, :, :-2] - padded[:, :, 2:]
             x0 = x0 - min(strength, 0.25) * laplacian  # <= 1/4 keeps the explicit step stable
-        if kind == "epsilon":
-            return (x - a.sqrt() * x0) / (1 - a).sqrt()
-        if kind == "v_prediction":
-            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-            return a.sqrt() * eps - (1 - a).sqrt() * x0
-        return x0
+        return output_from_x0(x0, x, a, kind)
 
     return hook
 
@@ -82,42 +75,39 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
 
     @torch.no_grad()
     def invert(self, frames: np.ndarray, source: Timeline, *, num_inference_steps: int = 50,
-               clip_length: int = 16, stride: int = 4, weights: str = "flat", attention: str = "bidirectional",
-               strength: float = 1.0, windows_per_call: Optional[int] = None, cache: Optional[InversionCache] = None,
-               cache_id: Optional[dict] = None, callback=None, is_cancelled=None, keep_trajectory: bool = False):
+               codenoise: Optional[CoDenoiseSettings] = None, attention: str = ATTENTION, strength: float = 1.0,
+               cache: Optional[InversionCache] = None, cache_id: Optional[dict] = None, callback=None,
+               is_cancelled=None, keep_trajectory: bool = False):
         """Noise that DDIM sampling under the source prompt maps back to `frames`. Cached by `cache_id`.
 
         With keep_trajectory, returns (noise, levels) where levels[k] is the source at inversion level k
         (levels[0] = clean latents), which masked editing pastes back outside the mask.
         """
+        codenoise = codenoise or CoDenoiseSettings()
         device, dtype = self.unet.device, self.unet.dtype
         num_frames = len(frames)
         key = inversion_cache_key(cache_id["video"], cache_id["model"], dict(
-            steps=num_inference_steps, M=clip_length, S=stride, weights=weights, attention=attention,
-            strength=strength, source=source.to_json(), size=list(frames.shape), dtype=str(dtype),
-            trajectory=keep_trajectory,
+            steps=num_inference_steps, M=codenoise.clip_length, S=codenoise.stride, weights=codenoise.weights,
+            attention=attention, strength=strength, source=source.to_json(), size=list(frames.shape),
+            dtype=str(dtype), trajectory=keep_trajectory,
         )) if cache is not None and cache_id else None
         if key is not None and (hit := cache.load(key)) is not None:
-            if callback is not None:
-                callback("inversion", 1, 1, None)
+            report(callback, "inversion", 1, 1)
             return (hit["noise"].to(device), hit["levels"]) if keep_trajectory else hit["noise"].to(device)
 
-        windows = make_windows(num_frames, clip_length, stride)
-        fusion = [window_weights(weights, clip_length)] * len(windows)
-        set_cross_frame_attention(self.unet, attention, clip_length)
-        text = timeline_conditions(self.tokenizer, self.text_encoder, source.validate(num_frames), windows,
-                                   num_frames, device=device, dtype=dtype, use_cfg=False, per_frame=True)
-        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, 1.0)
+        inversion = dataclasses.replace(codenoise, loop=False)  # inversion never wraps round
+        plan = make_plan(self, inversion, num_frames, frames.shape[1], frames.shape[2], False, attention)
+        set_cross_frame_attention(self.unet, plan.attention, plan.clip_length)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, source.validate(num_frames), plan,
+                                   device=device, dtype=dtype, use_cfg=False, per_frame=True)
+        denoise = image_unet_denoiser(self.unet, text, num_frames, 1.0)
         ddim = make_scheduler("ddim", self.scheduler.config)
         timesteps = inversion_timesteps(ddim, num_inference_steps, strength)
         latents = encode_frames(self.vae, frames, device).float()
-        per_call = windows_per_call or default_windows_per_call(
-            device, clip_length, frames.shape[1], frames.shape[2], False, dtype)
         levels = [] if keep_trajectory else None
-        noise = ddim_invert(latents, timesteps, ddim.alphas_cumprod, windows, fusion, denoise,
+        noise = ddim_invert(latents, timesteps, ddim.alphas_cumprod, plan, denoise,
                             prediction_type=ddim.config.prediction_type, final_alpha=float(ddim.final_alpha_cumprod),
-                            windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
-                            trajectory=levels)
+                            callback=callback, is_cancelled=is_cancelled, trajectory=levels)
         if key is not None:
             cache.save(key, {"noise": noise.cpu(), "levels": [lv.half() for lv in levels] if levels else []})
         return (noise, levels) if keep_trajectory else noise
@@ -130,27 +120,24 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         target: Timeline,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
-        clip_length: int = 16,
-        stride: int = 4,
-        weights: str = "flat",
-        attention: str = "bidirectional",
+        codenoise: Optional[CoDenoiseSettings] = None,
+        attention: str = ATTENTION,
         strength: float = 1.0,
         smoothness: float = 0.0,
         scheduler: str = "ddim",
         masks: Optional[np.ndarray] = None,
         control_frames: Optional[np.ndarray] = None,
         control_scale: float = 1.0,
-        windows_per_call: Optional[int] = None,
-        interpolation: str = "linear",
         cache: Optional[InversionCache] = None,
         cache_id: Optional[dict] = None,
-        callback: Optional[Callable] = None,
+        callback: Optional[Progress] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
         """masks: (F, H, W) bool, where the edit may change the video (edit anything); elsewhere the source
         is pasted back at every step from its inversion trajectory. control_frames: (F, H, W, 3) uint8
         conditioning images (e.g. edge maps) for the pipeline's ControlNet."""
+        codenoise = dataclasses.replace(codenoise or CoDenoiseSettings(), loop=False)  # a source video never loops
         device, dtype = self.unet.device, self.unet.dtype
         num_frames = len(frames)
         use_cfg = guidance_scale > 1.0
@@ -160,18 +147,16 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
             raise ValueError("Masked editing needs a DDIM-like scheduler (ddim, dpm++, unipc), not Euler.")
 
         # 1. invert the source video (cached), keeping every level when the edit is masked
-        inverted = self.invert(frames, source, num_inference_steps=num_inference_steps, clip_length=clip_length,
-                               stride=stride, weights=weights, attention=attention, strength=strength,
-                               windows_per_call=windows_per_call, cache=cache, cache_id=cache_id,
+        inverted = self.invert(frames, source, num_inference_steps=num_inference_steps, codenoise=codenoise,
+                               attention=attention, strength=strength, cache=cache, cache_id=cache_id,
                                callback=callback, is_cancelled=is_cancelled, keep_trajectory=masks is not None)
         noise, levels = inverted if masks is not None else (inverted, None)
 
         # 2. co-denoised sampling under the target timeline, from the inverted noise
-        windows = make_windows(num_frames, clip_length, stride)
-        fusion = [window_weights(weights, clip_length)] * len(windows)
-        set_cross_frame_attention(self.unet, attention, clip_length)
-        text = timeline_conditions(self.tokenizer, self.text_encoder, target, windows, num_frames, device=device,
-                                   dtype=dtype, use_cfg=use_cfg, per_frame=True, interpolation=interpolation)
+        plan = make_plan(self, codenoise, num_frames, frames.shape[1], frames.shape[2], use_cfg, attention)
+        set_cross_frame_attention(self.unet, plan.attention, plan.clip_length)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, target, plan, device=device, dtype=dtype,
+                                   use_cfg=use_cfg, per_frame=True, interpolation=codenoise.interpolation)
         sampler.set_timesteps(num_inference_steps, device=device)
         start = len(sampler.timesteps) - max(1, int(round(len(sampler.timesteps) * strength)))
         timesteps = sampler.timesteps[start:]
@@ -179,20 +164,17 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
             sampler.set_begin_index(start)
         hook = adjacent_frame_penalty(sampler, smoothness) if smoothness > 0 else None
         control = control_images(self, control_frames, num_frames)
-        denoise = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale,
+        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale,
                                       controlnet=self.controlnet if control is not None else None,
                                       control=control, control_scale=control_scale)
-        per_call = windows_per_call or default_windows_per_call(
-            device, clip_length, frames.shape[1], frames.shape[2], use_cfg, dtype)
         latents = noise.to(device)
         if float(sampler.init_noise_sigma) > 1.0:  # sigma-form schedulers (Euler): x = x_VP / sqrt(a_t)
             latents = latents / sampler.alphas_cumprod[int(timesteps[0])].sqrt().to(device)
         paste = None
         if masks is not None:
             paste = source_outside_mask(levels, latent_mask(masks, tuple(latents.shape[-2:]), device), len(timesteps))
-        latents = co_denoise_sample(sampler, latents, timesteps, windows, fusion, denoise,
-                                    windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled,
-                                    x0_hook=hook, step_hook=paste)
+        latents = co_denoise_sample(sampler, latents, timesteps, plan, denoise, callback=callback,
+                                    is_cancelled=is_cancelled, x0_hook=hook, step_hook=paste)
         out = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
         if masks is not None:  # the VAE round trip blurs what the mask kept: paste the source pixels back
             out = composite(out, frames, masks)

@@ -12,19 +12,11 @@ from typing import Callable, Optional
 import torch
 from diffusers import UNet3DConditionModel
 
-from ..codenoise import make_windows, window_weights
+from ..progress import Progress
 from ..sampling import co_denoise_sample
+from ..settings import CoDenoiseSettings
 from ..timeline import Timeline
-from .common import (
-    LongVideoPipelineBase,
-    LongVideoOutput,
-    decode_latents,
-    default_windows_per_call,
-    guided,
-    initial_noise,
-    timeline_conditions,
-    window_text,
-)
+from .common import LongVideoOutput, LongVideoPipelineBase, decode_latents, guided, initial_noise, make_plan, timeline_conditions
 
 
 class LongAnimateDiffPipeline(LongVideoPipelineBase):
@@ -41,18 +33,15 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         width: int = 512,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
-        clip_length: int = 16,
-        stride: int = 4,
-        weights: str = "flat",
-        loop: bool = False,
+        codenoise: Optional[CoDenoiseSettings] = None,
         seed: int = 0,
-        windows_per_call: Optional[int] = None,
-        interpolation: str = "linear",
         per_frame_text: bool = False,
-        callback: Optional[Callable] = None,
+        callback: Optional[Progress] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
+        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation (defaults: the paper's)."""
+        codenoise = codenoise or CoDenoiseSettings()
         device, dtype = self.unet.device, self.unet.dtype
         use_cfg = guidance_scale > 1.0
         timeline = timeline.validate(num_frames)
@@ -60,14 +49,12 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         if per_clip_states and per_frame_text:
             raise ValueError("UNet3D text-to-video models take one text condition per clip, not per frame.")
 
-        # 1. windows F_i and weights W_i
-        windows = make_windows(num_frames, clip_length, stride, loop=loop)
-        fusion = [window_weights(weights, clip_length)] * len(windows)
+        # 1. the plan: windows F_i per step, weights W_i, clips per call
+        plan = make_plan(self, codenoise, num_frames, height, width, use_cfg)
 
         # 2. text conditions c^i per window (or per frame)
-        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, windows, num_frames,
-                                   device=device, dtype=dtype, use_cfg=use_cfg, per_frame=per_frame_text,
-                                   interpolation=interpolation)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, plan, device=device, dtype=dtype,
+                                   use_cfg=use_cfg, per_frame=per_frame_text, interpolation=codenoise.interpolation)
 
         # 3. the long noise v_T
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -76,12 +63,8 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         latents = initial_noise(shape, seed, device, torch.float32, self.scheduler.init_noise_sigma)
 
         # 4. one short-video model call per stack of clips
-        def denoise_batch(x, t, indices):
-            if per_clip_states:
-                cond = text.cond[list(indices)]
-                uncond = text.uncond[list(indices)] if use_cfg else None
-            else:
-                cond, uncond = window_text(text, windows, indices, num_frames, clip_length)
+        def denoise(x, t, windows):
+            cond, uncond = text.clip_states(windows) if per_clip_states else text.frame_states(windows)
             x = x.to(dtype)
             if use_cfg:
                 x, states = torch.cat([x, x]), torch.cat([uncond, cond])
@@ -90,10 +73,8 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
             out = self.unet(x, t, encoder_hidden_states=states).sample
             return guided(out, guidance_scale) if use_cfg else out
 
-        per_call = windows_per_call or default_windows_per_call(device, clip_length, height, width, use_cfg, dtype)
-        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, windows, fusion,
-                                    denoise_batch, windows_per_call=per_call, callback=callback,
-                                    is_cancelled=is_cancelled)
+        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                    callback=callback, is_cancelled=is_cancelled)
 
         # 5. decode a few frames at a time
         frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)

@@ -12,17 +12,18 @@ import numpy as np
 import torch
 
 from ..attention import set_cross_frame_attention
-from ..codenoise import make_windows, window_weights
+from ..progress import Progress
 from ..sampling import co_denoise_sample
+from ..settings import ATTENTION, CoDenoiseSettings
 from ..timeline import Timeline
 from .common import (
+    LongVideoOutput,
     LongVideoPipelineBase,
     control_images,
-    LongVideoOutput,
     decode_latents,
-    default_windows_per_call,
     image_unet_denoiser,
     initial_noise,
+    make_plan,
     timeline_conditions,
 )
 
@@ -56,35 +57,30 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
         width: int = 512,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
-        clip_length: int = 16,
-        stride: int = 4,
-        weights: str = "flat",
-        loop: bool = False,
+        codenoise: Optional[CoDenoiseSettings] = None,
         seed: int = 0,
-        attention: str = "bidirectional",
+        attention: str = ATTENTION,
         motion=(0.0, 0.0),
         noise_share: float = 1.0,
-        windows_per_call: Optional[int] = None,
-        interpolation: str = "linear",
-        transition_frames: int = 0,
         control_frames: Optional[np.ndarray] = None,
         control_scale: float = 1.0,
-        callback: Optional[Callable] = None,
+        callback: Optional[Progress] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
+        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation and transition width."""
+        codenoise = codenoise or CoDenoiseSettings()
         device, dtype = self.unet.device, self.unet.dtype
         use_cfg = guidance_scale > 1.0
         timeline = timeline.validate(num_frames)
 
-        windows = make_windows(num_frames, clip_length, stride, loop=loop)
-        fusion = [window_weights(weights, clip_length)] * len(windows)
-        set_cross_frame_attention(self.unet, attention, clip_length)
+        plan = make_plan(self, codenoise, num_frames, height, width, use_cfg, attention)
+        set_cross_frame_attention(self.unet, plan.attention, plan.clip_length)
 
         # an image model sees frames one by one, so each frame gets its own interpolated condition
-        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, windows, num_frames,
-                                   device=device, dtype=dtype, use_cfg=use_cfg, per_frame=True,
-                                   interpolation=interpolation, transition=transition_frames)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, plan, device=device, dtype=dtype,
+                                   use_cfg=use_cfg, per_frame=True, interpolation=codenoise.interpolation,
+                                   transition=codenoise.transition_frames)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (1, self.unet.config.in_channels, num_frames,
@@ -92,13 +88,11 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
         latents = shared_noise(shape, seed, device, self.scheduler.init_noise_sigma, motion, noise_share)
 
         control = control_images(self, control_frames, num_frames)  # e.g. edge maps of a reference video
-        denoise_batch = image_unet_denoiser(self.unet, text, windows, num_frames, clip_length, guidance_scale,
-                                            controlnet=self.controlnet if control is not None else None,
-                                            control=control, control_scale=control_scale)
-        per_call = windows_per_call or default_windows_per_call(device, clip_length, height, width, use_cfg, dtype)
-        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, windows, fusion,
-                                    denoise_batch, windows_per_call=per_call, callback=callback,
-                                    is_cancelled=is_cancelled)
+        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale,
+                                      controlnet=self.controlnet if control is not None else None,
+                                      control=control, control_scale=control_scale)
+        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                    callback=callback, is_cancelled=is_cancelled)
 
         frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
         return LongVideoOutput(frames=frames, latents=latents)

@@ -1,17 +1,16 @@
-"""From what people type in the studio to settings objects: timeline rows, units, the windows strip.
+"""The timeline table as people edit it: rows (from, to, prompt, negative) in seconds or frames, the row
+buttons, the windows strip's data, and what an upload holds after trimming.
 
-Pure functions (no Gradio, no tensors) so the UI files stay thin and this stays testable. Every user
+Pure functions (no Gradio, no tensors) so the tab files stay thin and this stays testable. Every user
 mistake becomes a ValueError whose message the UI shows as it is.
 """
 from __future__ import annotations
 
 import json
 import math
-import random
 from typing import Optional, Sequence
 
 from genl.codenoise import make_windows
-from genl.settings import CoDenoiseSettings, EditSettings, GenerateSettings
 from genl.timeline import Timeline, load_timeline
 
 COLUMNS = ["from", "to", "prompt", "negative"]
@@ -173,55 +172,6 @@ def strip_data(rows, unit: str, fps: float, num_frames: int, clip_length: int, s
     return data
 
 
-def seed_value(seed, randomize: bool) -> int:
-    if randomize or seed is None or seed == "" or int(seed) < 0:
-        return random.randint(0, 2**31 - 1)
-    return int(seed)
-
-
-def codenoise(clip_length, stride, weights, loop=False) -> CoDenoiseSettings:
-    return CoDenoiseSettings(clip_length=int(clip_length), stride=int(stride), weights=str(weights), loop=bool(loop))
-
-
-def _common(values: dict) -> dict:
-    num_frames = int(values["num_frames"])
-    fps = float(values["fps"])
-    if fps <= 0:
-        raise ValueError(f"Frames per second must be above 0 (got {fps:g}).")
-    return dict(negative_prompt=str(values.get("negative_prompt") or ""), num_frames=num_frames,
-                width=int(values["width"]), height=int(values["height"]), fps=fps, steps=int(values["steps"]),
-                guidance=float(values["guidance"]), scheduler=str(values["scheduler"]),
-                seed=seed_value(values.get("seed"), bool(values.get("randomize"))),
-                model=str(values.get("model") or "demo"),
-                codenoise=codenoise(values["clip_length"], values["stride"], values["weights"],
-                                    values.get("loop", False)))
-
-
-def generate_settings(values: dict) -> GenerateSettings:
-    """Settings for a text -> video job from the tab's values (rows, unit and the Advanced fields)."""
-    common = _common(values)
-    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"])
-    return GenerateSettings(prompt=prompt, pipeline=str(values.get("pipeline") or "animatediff"), **common)
-
-
-def edit_settings(values: dict) -> EditSettings:
-    """Settings for an edit job. The target timeline is checked once the trimmed video's length is known."""
-    if not values.get("video"):
-        raise ValueError("No video given: upload the video to edit.")
-    from genl.video_io import probe_video
-
-    probe_video(values["video"])  # a file that is not a video fails here, in plain words, before queueing
-    common = _common(values)
-    start = float(values.get("start") or 0.0)
-    end = values.get("end")
-    end = float(end) if end not in (None, "", 0, 0.0) else None
-    if start < 0 or (end is not None and end <= start):
-        raise ValueError("Trim: the end must come after the start (and the start cannot be negative).")
-    prompt = timeline_prompt(values["rows"], values.get("unit", SECONDS), common["fps"])
-    return EditSettings(prompt=prompt, video=str(values["video"]), start=start, end=end,
-                        source_prompt=str(values.get("source_prompt") or ""), **common)
-
-
 def summarize_prompt(prompt: str, limit: int = 80) -> str:
     """'a cat → a dog' for tables."""
     try:
@@ -248,79 +198,3 @@ def inspect_video(path, fps: Optional[float] = None, start: float = 0.0, end: Op
     step = max(1, len(frames) // samples)
     return {"info": info, "num_frames": int(len(frames)), "fps": float(used_fps),
             "samples": [frames[i] for i in range(0, len(frames), step)][:samples]}
-
-
-# ---- edit anything and edge control -----------------------------------------------------------------
-POSE_MISSING = ("Pose extraction (OpenPose / DWPose) is not installed in this studio, so poses cannot be "
-                "followed yet; edges (Canny) work and follow the reference's outlines and motion.")
-
-
-def _sampled(path, *, fps=None, start=0.0, end=None, max_frames=None, size=None, samples: int = 4):
-    """`samples` evenly spaced frames of the (trimmed) video at the job's size, and the total frame count."""
-    from genl.video_io import read_video
-
-    if not path:
-        raise ValueError("Upload a video first.")
-    frames, _ = read_video(path, fps=fps or None, start=float(start or 0), end=end or None,
-                           max_frames=max_frames, size=size)
-    if len(frames) == 0:
-        raise ValueError("The trimmed part of the video has no frames: check the start and end times.")
-    picks = sorted({round(i * (len(frames) - 1) / max(1, samples - 1)) for i in range(samples)})
-    return frames[picks], len(frames)
-
-
-def mask_preview(path, object_prompt: str, model: str, method: str = "auto", *, samples: int = 4,
-                 **read) -> dict:
-    """Masks of `object_prompt` drawn over a few sampled frames, as the edit job will compute them.
-
-    Returns {"frames", "method", "note", "ok"}. A file that is not a video raises ValueError; a mask that
-    cannot be made (no masking models, object not found) comes back as ok=False with the plain frames and
-    the reason in "note", so the preview still shows what the job would see."""
-    from genl.conditions.masks import object_masks, overlay
-
-    frames, _ = _sampled(path, samples=samples, **read)
-    try:
-        found = object_masks(frames, object_prompt, method, demo=(model or "demo") == "demo")
-    except ValueError as err:
-        return {"frames": list(frames), "method": None, "note": str(err), "ok": False}
-    note = f"Masks made by: {found.note}. Coverage {100 * found.masks.mean():.1f} % of the pixels."
-    return {"frames": list(overlay(frames, found.masks)), "method": found.method, "note": note, "ok": True}
-
-
-def edge_preview(path, *, samples: int = 4, **read) -> dict:
-    """Edge maps (Canny) of a few sampled frames: what the ControlNet will follow. {"frames", "num_frames", "note"}"""
-    from genl.conditions.edges import edge_map
-
-    frames, total = _sampled(path, samples=samples, **read)
-    return {"frames": list(edge_map(frames)), "num_frames": total,
-            "note": f"Edges of {len(frames)} of the {total} frames the video will follow. {POSE_MISSING}"}
-
-
-def masked_edit_settings(values: dict) -> EditSettings:
-    """An edit that changes only the object named in values['mask_object'] (and may keep the source's edges)."""
-    settings = edit_settings(values)
-    settings.mask_object = str(values.get("mask_object") or "").strip()
-    if not settings.mask_object:
-        raise ValueError("Describe the object to edit (for example 'the red circle').")
-    settings.mask_method = str(values.get("mask_method") or "auto")
-    settings.strength = float(values.get("strength") or 1.0)
-    if values.get("keep_edges"):
-        settings.control = "edges"
-        settings.controlnet = str(values.get("controlnet") or "").strip()
-        settings.control_scale = float(values.get("control_scale", 1.0))
-    return settings
-
-
-def edge_control_settings(values: dict) -> GenerateSettings:
-    """Text -> video that follows the edges of values['control_video'] (tuning-free image model + ControlNet)."""
-    if not values.get("control_video"):
-        raise ValueError("No reference video given: upload the video whose edges to follow.")
-    from genl.video_io import probe_video
-
-    probe_video(values["control_video"])
-    settings = generate_settings(dict(values, pipeline="tuning_free"))
-    settings.control = "edges"
-    settings.control_video = str(values["control_video"])
-    settings.controlnet = str(values.get("controlnet") or "").strip()
-    settings.control_scale = float(values.get("control_scale", 1.0))
-    return settings

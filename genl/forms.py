@@ -1,0 +1,89 @@
+"""Settings objects from a tab's values (the dict of its named inputs): one builder per job tab.
+
+values["prompt"] is the timeline as text (the tab turns its table into it: ui/timeline_rows.py timeline_prompt).
+
+Beside genl/settings.py, which they fill; no Gradio and no tensors. Every user mistake becomes a ValueError
+whose message the UI shows as it is.
+"""
+from __future__ import annotations
+
+import random
+
+from .settings import CoDenoiseSettings, EditSettings, GenerateSettings
+
+def seed_value(seed, randomize: bool) -> int:
+    if randomize or seed is None or seed == "" or int(seed) < 0:
+        return random.randint(0, 2**31 - 1)
+    return int(seed)
+
+
+def codenoise(clip_length, stride, weights, loop=False) -> CoDenoiseSettings:
+    return CoDenoiseSettings(clip_length=int(clip_length), stride=int(stride), weights=str(weights), loop=bool(loop))
+
+
+def _common(values: dict) -> dict:
+    num_frames = int(values["num_frames"])
+    fps = float(values["fps"])
+    if fps <= 0:
+        raise ValueError(f"Frames per second must be above 0 (got {fps:g}).")
+    return dict(negative_prompt=str(values.get("negative_prompt") or ""), num_frames=num_frames,
+                width=int(values["width"]), height=int(values["height"]), fps=fps, steps=int(values["steps"]),
+                guidance=float(values["guidance"]), scheduler=str(values["scheduler"]),
+                seed=seed_value(values.get("seed"), bool(values.get("randomize"))),
+                model=str(values.get("model") or "demo"),
+                codenoise=codenoise(values["clip_length"], values["stride"], values["weights"],
+                                    values.get("loop", False)))
+
+
+def generate_settings(values: dict) -> GenerateSettings:
+    """Settings for a text -> video job from the tab's values (the timeline text and the Advanced fields)."""
+    common = _common(values)
+    return GenerateSettings(prompt=str(values["prompt"]), pipeline=str(values.get("pipeline") or GenerateSettings.pipeline),
+                            **common)
+
+
+def edit_settings(values: dict) -> EditSettings:
+    """Settings for an edit job. The target timeline is checked once the trimmed video's length is known."""
+    if not values.get("video"):
+        raise ValueError("No video given: upload the video to edit.")
+    from genl.video_io import probe_video
+
+    probe_video(values["video"])  # a file that is not a video fails here, in plain words, before queueing
+    common = _common(values)
+    start = float(values.get("start") or 0.0)
+    end = values.get("end")
+    end = float(end) if end not in (None, "", 0, 0.0) else None
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError("Trim: the end must come after the start (and the start cannot be negative).")
+    return EditSettings(prompt=str(values["prompt"]), video=str(values["video"]), start=start, end=end,
+                        source_prompt=str(values.get("source_prompt") or ""), **common)
+
+
+def masked_edit_settings(values: dict) -> EditSettings:
+    """An edit that changes only the object named in values['mask_object'] (and may keep the source's edges)."""
+    settings = edit_settings(values)
+    settings.mask_object = str(values.get("mask_object") or "").strip()
+    if not settings.mask_object:
+        raise ValueError("Describe the object to edit (for example 'the red circle').")
+    settings.mask_method = str(values.get("mask_method") or "auto")
+    settings.strength = float(values.get("strength") or 1.0)
+    if values.get("keep_edges"):
+        settings.control = "edges"
+        settings.controlnet = str(values.get("controlnet") or "").strip()
+        settings.control_scale = float(values.get("control_scale", 1.0))
+    return settings
+
+
+def edge_control_settings(values: dict) -> GenerateSettings:
+    """Text -> video that follows the edges of values['control_video'] (tuning-free image model + ControlNet)."""
+    if not values.get("control_video"):
+        raise ValueError("No reference video given: upload the video whose edges to follow.")
+    from genl.video_io import probe_video
+
+    probe_video(values["control_video"])
+    settings = generate_settings(dict(values, pipeline="tuning_free"))
+    settings.control = "edges"
+    settings.control_video = str(values["control_video"])
+    settings.controlnet = str(values.get("controlnet") or "").strip()
+    settings.control_scale = float(values.get("control_scale", 1.0))
+    return settings
