@@ -28,7 +28,7 @@ class MotionWindows:
 
     windows: Sequence[Window] = ()
     weights: Sequence[torch.Tensor] = ()
-    windows_per_call: int = 64  # clips stacked per motion-module call (all of a 128-frame video by default)
+    windows_per_call: int = 9  # clips stacked per motion-module call: one call per shifted 128-frame step
     calls: int = field(default=0, repr=False)  # motion-module calls made, for tests and benches
 
     def set(self, windows: Sequence[Window], weights: Sequence[torch.Tensor]) -> None:
