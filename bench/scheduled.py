@@ -42,6 +42,7 @@ def windows_for(schedule: str, num_frames: int, length: int, stride: int) -> Cal
     raise ValueError(f"Unknown window schedule '{schedule}'. Choose one of: {', '.join(SCHEDULES)}.")
 
 
+@torch.no_grad()
 def scheduled_sample(scheduler, latents: torch.Tensor, timesteps: Sequence, windows_at, weights: str,
                      length: int, make_denoise: Callable[[list[Window]], Callable], *, windows_per_call: int = 1,
                      fusion: str = "output", motion_plan=None, first_step: int = 0,
