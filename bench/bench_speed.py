@@ -1,30 +1,58 @@
-"""Speed and memory of the engine on real-size architectures (random weights), on a GPU.
+"""Speed and memory of long-video generation, every schedule and the diffusers FreeNoise baseline in ONE run
+on the same GPU (issue 11). Random weights with the real SD-1.5 / AnimateDiff v1.5 architectures, fp16.
 
-Canonical job (issue 2): 128 frames, 512x512, M=16, S=4, 50 steps, CFG 7.5, fp16.
-frame-evals/s = UNet frame evaluations (both CFG halves counted) / seconds of the denoising loop.
-Also measures a bare UNet forward at the same batch, so the engine's own overhead is visible.
+Canonical job: 128 frames, 512x512, 50 DDIM steps, CFG 7.5, M=16, pyramid weights, VAE decode included.
+Each configuration runs `--steps` denoising steps after a warm-up (which, for compiled ones, is the compile
+time); "50-step s" projects to the canonical 50 steps (per-clip cost x clips of all 50 steps, or per-step
+cost x 50 when the UNet runs once per step on the whole video) plus the measured decode of all frames.
 
-    python bench/bench_speed.py --model sd --out bench/results
-    python bench/bench_speed.py --model animatediff --out bench/results
+Configurations (names for --only / --skip; a prefix such as `ad_` or a suffix such as `_compiled` selects a group):
+  ad_freenoise         diffusers AnimateDiffPipeline + enable_free_noise(context_length=16, context_stride=4)
+  ad_isolated_eager    fixed S=M clips (no co-denoising: the cost floor of per-clip fusion)
+  ad_paper_eager/_compiled          the paper's schedule: fixed windows, S=4, fused model outputs
+  ad_shifted_eager/_compiled        shifted_windows, S=M: the grid moves every step, fused model outputs
+  ad_motion_paper_eager/_compiled   S=4 windows fused inside the motion modules (spatial layers once per frame)
+  ad_motion_shifted_eager/_compiled shifted S=M windows fused inside the motion modules
+  ad_1024_shifted      1024 frames, 1 step, shifted, per-clip fusion: peak memory
+  ad_16gib_shifted     the canonical job with the process capped to 16 GiB, 2 clips per call, decode included
+  sd_isolated_eager, sd_paper_eager/_compiled, sd_shifted_eager/_compiled: SD-1.5 tuning-free with
+                       bi-directional cross-frame attention
+
+    python bench/bench_speed.py --steps 6 --out bench/results                  # GPU, whole run
+    python bench/bench_speed.py --steps 6 --only ad_ --out bench/results       # AnimateDiff only
+    python bench/bench_speed.py --smoke --out /tmp/speed-smoke                  # tiny models on CPU
+Results are merged into OUT/speed.json (by configuration name) and OUT/speed.md after every configuration.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
+import subprocess
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from genl.attention import reset_attention, set_cross_frame_attention  # noqa: E402
-from genl.pipelines.common import TextConditions, guided, image_unet_denoiser  # noqa: E402
-from genl.plan import CoDenoisePlan  # noqa: E402
-from genl.timeline import Timeline  # noqa: E402
-from genl.sampling import co_denoise_sample, make_scheduler  # noqa: E402
+from genl.accel import accelerate_unet  # noqa: E402
+from genl.attention import set_cross_frame_attention  # noqa: E402
+from genl.motion_windows import unwindow_motion_modules, window_motion_modules  # noqa: E402
+from genl.pipelines.common import (  # noqa: E402
+    TextConditions,
+    decode_latents,
+    guided,
+    image_unet_denoiser,
+    window_text,
+)
+from scheduled import scheduled_sample, windows_for  # noqa: E402
 
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
                  block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
@@ -33,141 +61,435 @@ SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block
 SD15_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
                 layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
                 up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512)
+SD15_TEXT = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12, max_position_embeddings=77)
+MOTION = {}  # MotionAdapter() defaults are AnimateDiff v1.5's
+TINY_UNET = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+                 cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                sample_size=16)
+TINY_TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=77)
+TINY_MOTION = dict(block_out_channels=(32, 64), motion_layers_per_block=1, motion_norm_num_groups=8,
+                   motion_num_attention_heads=2, motion_max_seq_length=32)
 SD_SCHED = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                 set_alpha_to_one=False, steps_offset=1)
+CANONICAL_STEPS = 50
 
 
-def build(model: str, device, dtype):
-    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+@dataclass
+class Config:
+    name: str
+    model: str  # "ad" (AnimateDiff) or "sd" (SD-1.5 tuning-free, bi-directional attention)
+    schedule: str = "paper"  # paper | shifted | isolated | freenoise
+    fusion: str = "output"  # output (per clip) | motion (inside motion modules)
+    compiled: bool = False
+    frames: int = 0  # 0: --frames
+    steps: int = 0  # 0: --steps
+    memory_gib: float = 0.0  # cap the process to this much GPU memory
+    windows_per_call: int = 0  # 0: --windows-per-call
+    decode: bool = False  # decode inside the timed run (otherwise the measured decode rate is added)
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**SD15_UNET)
-    if model == "animatediff":
-        unet = UNetMotionModel.from_unet2d(unet, MotionAdapter())
-    return unet.to(device, dtype).eval()
+
+def stride_of(cfg: Config, clip: int) -> int:
+    return clip if cfg.schedule in ("shifted", "isolated") else max(1, clip // 4)
+
+
+SHIFTED_PER_CALL = 9  # all clips of a shifted 128-frame step (8 or 9) in one call: 2 batch shapes to compile
+CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for every later configuration
+    Config("ad_freenoise", "ad", "freenoise"),
+    Config("ad_isolated_eager", "ad", "isolated"),
+    Config("ad_paper_eager", "ad", "paper"),
+    Config("ad_shifted_eager", "ad", "shifted", windows_per_call=SHIFTED_PER_CALL),
+    Config("ad_motion_paper_eager", "ad", "paper", "motion"),
+    Config("ad_motion_shifted_eager", "ad", "shifted", "motion"),
+    Config("ad_1024_shifted", "ad", "shifted", frames=1024, steps=1),
+    Config("ad_16gib_shifted", "ad", "shifted", steps=2, memory_gib=16.0, windows_per_call=2, decode=True),
+    Config("sd_isolated_eager", "sd", "isolated"),
+    Config("sd_paper_eager", "sd", "paper"),
+    Config("sd_shifted_eager", "sd", "shifted", windows_per_call=SHIFTED_PER_CALL),
+    Config("ad_motion_shifted_compiled", "ad", "shifted", "motion", compiled=True),
+    Config("ad_motion_paper_compiled", "ad", "paper", "motion", compiled=True),
+    Config("ad_shifted_compiled", "ad", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
+    Config("ad_paper_compiled", "ad", "paper", compiled=True),
+    Config("sd_shifted_compiled", "sd", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
+    Config("sd_paper_compiled", "sd", "paper", compiled=True),
+]
+
+
+class Bench:
+    """Models built once per family and compiled in place the first time a compiled config needs them."""
+
+    def __init__(self, args):
+        self.args = args
+        self.smoke = args.smoke
+        self.device = torch.device("cpu" if self.smoke else "cuda")
+        self.dtype = torch.float32 if self.smoke else torch.float16
+        self.clip = args.clip
+        self.size = 16 if self.smoke else args.size
+        self.latent = self.size // (2 if self.smoke else 8)
+        self.unets: dict = {}
+        self.compiled: dict = {}
+        self.vae = None
+        self.decode_s_per_frame = None
+        self.cross_dim = 32 if self.smoke else 768
+
+    # ---- components -----------------------------------------------------------------------------
+    def new_unet(self, model: str):
+        """A fresh random-weight UNet (seeded, so every build has the same weights) and its motion adapter."""
+        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+        torch.manual_seed(0)
+        adapter = None
+        unet = UNet2DConditionModel(**(TINY_UNET if self.smoke else SD15_UNET))  # built on the CPU, then moved
+        if model == "ad":
+            adapter = MotionAdapter(**(TINY_MOTION if self.smoke else MOTION))
+            unet = UNetMotionModel.from_unet2d(unet, adapter)
+        return unet.to(self.device, self.dtype).eval(), adapter
+
+    def build_unet(self, model: str):
+        if model not in self.unets:
+            unet, _ = self.new_unet(model)
+            if model == "sd":
+                set_cross_frame_attention(unet, "bidirectional", self.clip)
+            self.unets[model] = unet
+        return self.unets[model]
+
+    def compiled_unet(self, model: str):
+        if model not in self.compiled:
+            unet = self.build_unet(model)
+            self.compiled[model] = accelerate_unet(unet, self.args.compile, channels_last=self.args.channels_last,
+                                                   dynamic={"auto": None, "static": False,
+                                                            "dynamic": True}[self.args.dynamic])
+        return self.compiled[model]
+
+    def build_vae(self):
+        from diffusers import AutoencoderKL
+
+        if self.vae is None:
+            torch.manual_seed(0)
+            with torch.device(self.device):
+                self.vae = AutoencoderKL(**(TINY_VAE if self.smoke else SD15_VAE))
+            self.vae = self.vae.to(self.device, self.dtype).eval()
+        return self.vae
+
+    def decode_seconds(self, frames: int) -> float:
+        """Seconds to decode `frames` latents, 8 frames per VAE call (measured once on 32 frames)."""
+        if self.decode_s_per_frame is None:
+            vae = self.build_vae()
+            z = torch.randn(1, 4, 32 if not self.smoke else 8, self.latent, self.latent, device=self.device)
+            decode_latents(vae, z[:, :, :8])  # warm-up
+            sync()
+            t = time.perf_counter()
+            decode_latents(vae, z)
+            sync()
+            self.decode_s_per_frame = (time.perf_counter() - t) / z.shape[2]
+        return self.decode_s_per_frame * frames
+
+    # ---- one configuration ------------------------------------------------------------------------
+    @torch.no_grad()  # sampling only: without this autograd keeps every activation (77 GiB OOM at 512x512)
+    def run(self, cfg: Config) -> dict:
+        frames = cfg.frames or self.args.frames
+        if self.smoke and cfg.frames:
+            frames = max(self.clip * 5, 80)
+        steps = cfg.steps or self.args.steps
+        if cfg.memory_gib:
+            if self.device.type != "cuda":
+                return {"skipped": "needs CUDA (torch.cuda.set_per_process_memory_fraction)"}
+            total = torch.cuda.get_device_properties(0).total_memory
+            for other in [m for m in self.unets if m != cfg.model]:  # a 16 GiB card holds one model
+                self.unets.pop(other), self.compiled.pop(other, None)
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.set_per_process_memory_fraction(min(1.0, cfg.memory_gib * 2**30 / total))
+        try:
+            if cfg.schedule == "freenoise":
+                return self.run_freenoise(frames, steps)
+            return self.run_ours(cfg, frames, steps)
+        finally:
+            if cfg.memory_gib:
+                torch.cuda.set_per_process_memory_fraction(1.0)
+
+    def text(self, frames: int) -> TextConditions:
+        gen = torch.Generator(self.device).manual_seed(0)
+        shape = (frames, 77, self.cross_dim)
+        return TextConditions(cond=torch.randn(shape, device=self.device, dtype=self.dtype, generator=gen),
+                              uncond=torch.randn(shape, device=self.device, dtype=self.dtype, generator=gen),
+                              per_frame=True)
+
+    def run_ours(self, cfg: Config, frames: int, steps: int) -> dict:
+        from diffusers import DDIMScheduler
+
+        clip, guidance = self.clip, self.args.guidance
+        stride = stride_of(cfg, clip)
+        unet = self.compiled_unet(cfg.model) if cfg.compiled else self.build_unet(cfg.model)
+        text = self.text(frames)
+        windows_at = windows_for(cfg.schedule, frames, clip, stride)
+        per_call = cfg.windows_per_call or self.args.windows_per_call
+
+        if cfg.model == "ad":
+            def make_denoise(windows):
+                def denoise_batch(x, t, indices):
+                    cond, uncond = window_text(text, windows, indices, frames, clip)
+                    x = x.to(self.dtype)
+                    out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+                    return guided(out, guidance)
+                return denoise_batch
+        else:
+            def make_denoise(windows):
+                return image_unet_denoiser(unet, text, windows, frames, clip, guidance)
+
+        plan = None
+        if cfg.fusion == "motion":
+            plan = window_motion_modules(self.unets[cfg.model], windows_per_call=self.args.motion_windows_per_call)
+        try:
+            sched = DDIMScheduler(**SD_SCHED)
+            sched.set_timesteps(CANONICAL_STEPS, device=self.device)
+            gen = torch.Generator(self.device).manual_seed(0)
+            latents = torch.randn(1, 4, frames, self.latent, self.latent, device=self.device, generator=gen)
+
+            def sample(first, count):
+                return scheduled_sample(sched, latents.clone(), sched.timesteps[first:first + count], windows_at,
+                                        "pyramid", clip, make_denoise, windows_per_call=per_call,
+                                        fusion=cfg.fusion, motion_plan=plan, first_step=first)
+
+            warm_steps = 0 if frames > 256 else (2 if cfg.schedule == "shifted" else 1)  # every batch shape
+            sync()
+            t0 = time.perf_counter()
+            if warm_steps:
+                sample(0, warm_steps)
+            sync()
+            warm_s = time.perf_counter() - t0
+            reset_peak()
+            t0 = time.perf_counter()
+            out = sample(0, steps)
+            if cfg.decode:
+                decode_latents(self.build_vae(), out)
+            sync()
+            seconds = time.perf_counter() - t0
+            peak = peak_gib()
+        finally:
+            if plan is not None:
+                unwindow_motion_modules(self.unets[cfg.model])
+
+        clips = [len(windows_at(k)) for k in range(CANONICAL_STEPS)]
+        measured_clips = sum(len(windows_at(k)) for k in range(steps))
+        decode_s = 0.0 if cfg.decode else self.decode_seconds(frames)
+        denoise_s = seconds - (self.decode_seconds(frames) if cfg.decode else 0.0)
+        if cfg.fusion == "motion":
+            projected = denoise_s / steps * CANONICAL_STEPS
+            unet_frames = 2 * frames * steps  # spatial layers once per frame
+        else:
+            projected = denoise_s / measured_clips * sum(clips)
+            unet_frames = 2 * clip * measured_clips
+        return {"frames": frames, "clip": clip, "stride": stride, "schedule": cfg.schedule, "fusion": cfg.fusion,
+                "compiled": self.args.compile if cfg.compiled else "eager", "windows_per_call": per_call,
+                "clips_per_step": round(sum(clips) / len(clips), 2), "steps_measured": steps,
+                "seconds_measured": round(seconds, 2), "seconds_per_step": round(denoise_s / steps, 3),
+                "warmup_s": round(warm_s, 1), "unet_frames_per_s": round(unet_frames / denoise_s, 1),
+                "projected_50_steps_s": round(projected + decode_s + (self.decode_seconds(frames) if cfg.decode
+                                                                       else 0.0), 1),
+                "decode_s": round(self.decode_seconds(frames), 2), "peak_gib": peak,
+                "memory_cap_gib": cfg.memory_gib or None}
+
+    def run_freenoise(self, frames: int, steps: int) -> dict:
+        from diffusers import AnimateDiffPipeline, DDIMScheduler
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        unet, adapter = self.new_unet("ad")  # its own copy: FreeNoise swaps the motion modules' blocks
+        with torch.device(self.device):
+            text_encoder = CLIPTextModel(CLIPTextConfig(**(TINY_TEXT if self.smoke else SD15_TEXT)))
+        pipe = AnimateDiffPipeline(vae=self.build_vae(), text_encoder=text_encoder.to(self.device, self.dtype),
+                                   tokenizer=local_tokenizer(), unet=unet, motion_adapter=adapter,
+                                   scheduler=DDIMScheduler(**SD_SCHED))
+        pipe.set_progress_bar_config(disable=True)
+        pipe.enable_free_noise(context_length=self.clip, context_stride=max(1, self.clip // 4),
+                               weighting_scheme="pyramid")
+        pipe.unet.to(self.dtype)  # FreeNoise's replacement blocks are created in float32
+
+        def call(n):
+            return pipe(prompt="a red circle moving left", negative_prompt="", num_frames=frames, height=self.size,
+                        width=self.size, num_inference_steps=n, guidance_scale=self.args.guidance,
+                        output_type="latent", generator=torch.Generator("cpu").manual_seed(0)).frames
+
+        try:
+            sync()
+            t0 = time.perf_counter()
+            call(1)
+            sync()
+            warm_s = time.perf_counter() - t0
+            reset_peak()
+            t0 = time.perf_counter()
+            call(steps)
+            sync()
+            seconds = time.perf_counter() - t0
+            peak = peak_gib()
+        finally:
+            del pipe, unet
+            gc.collect()
+        decode_s = self.decode_seconds(frames)
+        return {"frames": frames, "clip": self.clip, "stride": max(1, self.clip // 4), "schedule": "freenoise",
+                "fusion": "motion (diffusers FreeNoise)", "compiled": "eager", "windows_per_call": None,
+                "steps_measured": steps, "seconds_measured": round(seconds, 2),
+                "seconds_per_step": round(seconds / steps, 3), "warmup_s": round(warm_s, 1),
+                "unet_frames_per_s": round(2 * frames * steps / seconds, 1),
+                "projected_50_steps_s": round(seconds / steps * CANONICAL_STEPS + decode_s, 1),
+                "decode_s": round(decode_s, 2), "peak_gib": peak, "memory_cap_gib": None}
+
+
+def local_tokenizer():
+    """A word-level CLIP-shaped tokenizer built offline (77 tokens, like SD-1.5's); its ids are all the
+    random text encoder needs."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3}
+    for w in "a red circle moving left right".split():
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=77, pad_token="<pad>", unk_token="<unk>",
+                                   bos_token="<bos>", eos_token="<eos>")
 
 
 def sync():
-    torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
-@torch.no_grad()
-def bare_rate(unet, model, frames_per_call, device, dtype, clip=16, reps=5):
-    """UNet forward alone on one stacked batch: the ceiling the engine is compared with."""
-    states = torch.randn(frames_per_call, 77, 768, device=device, dtype=dtype)
-    if model == "animatediff":
-        x = torch.randn(frames_per_call // clip, 4, clip, 64, 64, device=device, dtype=dtype)
+def reset_peak():
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib():
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def environment(args) -> dict:
+    import diffusers
+
+    info = {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
+            "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"), "smoke": args.smoke,
+            "compile": args.compile, "dynamic": args.dynamic, "channels_last": args.channels_last,
+            "job": f"{args.frames} frames, {args.size}x{args.size}, M={args.clip}, CFG {args.guidance}, "
+                   f"DDIM, pyramid weights, fp16, windows per call {args.windows_per_call}"}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+                 "cuda": torch.version.cuda}
     else:
-        x = torch.randn(frames_per_call, 4, 64, 64, device=device, dtype=dtype)
-    for _ in range(2):
-        unet(x, 500, encoder_hidden_states=states)
-    sync()
-    t = time.perf_counter()
-    for _ in range(reps):
-        unet(x, 500, encoder_hidden_states=states)
-    sync()
-    return frames_per_call * reps / (time.perf_counter() - t)
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
 
 
-@torch.no_grad()
-def canonical(unet, model, device, dtype, windows_per_call, frames=128, clip=16, stride=4, steps=50,
-              guidance=7.5, attention="bidirectional"):
-    from diffusers import DDIMScheduler
+def selected(args) -> list[Config]:
+    def match(name, patterns):
+        return any(name.startswith(p) or name.endswith(p) for p in patterns)
 
-    plan = CoDenoisePlan(num_frames=frames, clip_length=clip, stride=stride, windows_per_call=windows_per_call)
-    windows = plan.windows
-    gen = torch.Generator(device).manual_seed(0)
-    text = TextConditions(Timeline.single("a", frames), frames,
-                          torch.randn(1, 77, 768, device=device, dtype=dtype, generator=gen),
-                          torch.randn(1, 77, 768, device=device, dtype=dtype, generator=gen), dtype=dtype,
-                          per_frame=False)
-    text.prefetch(windows)
-    if model == "animatediff":
-        def denoise(x, t, wins):
-            cond, uncond = text.frame_states(wins)
-            x = x.to(dtype)
-            out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-            return guided(out, guidance)
-    else:
-        if attention == "none":  # plain per-frame self-attention: the image UNet as it ships
-            reset_attention(unet)
-        else:
-            set_cross_frame_attention(unet, attention, clip)
-        denoise = image_unet_denoiser(unet, text, frames, guidance)
-    sched = make_scheduler("ddim", DDIMScheduler(**SD_SCHED).config)
-    sched.set_timesteps(steps, device=device)
-    latents = torch.randn(1, 4, frames, 64, 64, device=device, generator=gen)
-    # one warm-up step at the same shapes (a studio worker keeps its model loaded and warm between jobs)
-    co_denoise_sample(sched, latents.clone(), sched.timesteps[:1], plan, denoise)
-    sched.set_timesteps(steps, device=device)
-    torch.cuda.reset_peak_memory_stats()
-    sync()
-    t = time.perf_counter()
-    co_denoise_sample(sched, latents, sched.timesteps, plan, denoise)
-    sync()
-    seconds = time.perf_counter() - t
-    evals = steps * len(windows) * clip * 2
-    return {"seconds": round(seconds, 2), "frame_evals": evals, "frame_evals_per_s": round(evals / seconds, 1),
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2), "windows": len(windows),
-            "windows_per_call": windows_per_call, "attention": attention if model == "sd" else "motion module"}
+    only = [p for p in (args.only or "").split(",") if p]
+    skip = [p for p in (args.skip or "").split(",") if p]
+    return [c for c in CONFIGS if (not only or match(c.name, only)) and not match(c.name, skip)]
 
 
-@torch.no_grad()
-def vae_decode_rate(device, dtype, frames=16, chunk=8):
-    from diffusers import AutoencoderKL
+def write(out: Path, data: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(data, indent=2))
+    (out / "speed.md").write_text(markdown(data))
 
-    vae = AutoencoderKL(**SD15_VAE).to(device, dtype).eval()
-    z = torch.randn(chunk, 4, 64, 64, device=device, dtype=dtype)
-    vae.decode(z)
-    sync()
-    t = time.perf_counter()
-    for _ in range(frames // chunk):
-        vae.decode(z)
-    sync()
-    return frames / (time.perf_counter() - t)
+
+def markdown(data: dict) -> str:
+    info, rows = data["info"], data["results"]
+    lines = ["# Speed (issue 11): one run, one GPU", "",
+             "Written by `bench/bench_speed.py`. " + ", ".join(f"{k}={v}" for k, v in info.items()), "",
+             "50-step s: the canonical 50-step job projected from the measured steps (per-clip cost x clips of "
+             "all 50 steps, or per-step cost x 50 for whole-video UNet calls) plus the VAE decode of every "
+             "frame. UNet frames/s counts images through the spatial layers (both CFG halves).", ""]
+    base = rows.get("ad_freenoise", {}).get("projected_50_steps_s")
+    for model, title in (("ad", "AnimateDiff v1.5"), ("sd", "SD-1.5 tuning-free, bi-directional attention")):
+        names = [c.name for c in CONFIGS if c.model == model and c.name in rows]
+        if not names:
+            continue
+        cols = ["config", "schedule", "fusion", "compiled", "frames", "clips/step", "steps run", "s/step",
+                "50-step s", "vs FreeNoise", "UNet frames/s", "peak GiB", "warm-up s"]
+        lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for name in names:
+            r = rows[name]
+            if "error" in r or "skipped" in r:
+                lines.append(f"| {name} | " + (r.get("skipped") or "failed: " + r["error"][:160])
+                             + " |" + " |" * (len(cols) - 2))
+                continue
+            speedup = (f"{base / r['projected_50_steps_s']:.2f}x" if base and model == "ad"
+                       and r["frames"] == rows["ad_freenoise"].get("frames") and not r.get("memory_cap_gib")
+                       else "")
+            extra = f" (cap {r['memory_cap_gib']} GiB)" if r.get("memory_cap_gib") else ""
+            lines.append("| " + " | ".join(str(v) for v in [
+                name + extra, r["schedule"], r["fusion"], r["compiled"], r["frames"], r.get("clips_per_step", ""),
+                r["steps_measured"], r["seconds_per_step"], r["projected_50_steps_s"], speedup,
+                r["unet_frames_per_s"], r["peak_gib"], r["warmup_s"]]) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", choices=["sd", "animatediff"], default="sd")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--windows-per-call", type=int, nargs="*", default=[4])
-    ap.add_argument("--attention", nargs="*", default=["bidirectional"])
-    ap.add_argument("--skip-canonical", action="store_true")
+    ap.add_argument("--steps", type=int, default=CANONICAL_STEPS, help="denoising steps measured per config")
+    ap.add_argument("--only", default="", help="comma-separated config names or prefixes (e.g. ad_,sd_paper)")
+    ap.add_argument("--skip", default="", help="comma-separated config names or prefixes to leave out")
+    ap.add_argument("--frames", type=int, default=128)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--clip", type=int, default=16)
+    ap.add_argument("--guidance", type=float, default=7.5)
+    ap.add_argument("--windows-per-call", type=int, default=8)
+    ap.add_argument("--motion-windows-per-call", type=int, default=9,
+                    help="clips stacked per motion-module call when fusing inside motion modules")
+    ap.add_argument("--compile", choices=["regional", "full"], default="regional")
+    ap.add_argument("--dynamic", choices=["auto", "static", "dynamic"], default="static",
+                    help="compiled shapes: static (one graph per block shape and batch; default), dynamic, or "
+                         "PyTorch's automatic choice (auto failed in Inductor on CPU with torch 2.13)")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="start a new speed.json instead of merging")
+    ap.add_argument("--smoke", action="store_true", help="tiny random models on the CPU, to check the script")
     args = ap.parse_args()
-    device, dtype = torch.device("cuda"), torch.float16
-    import diffusers
-
-    info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(), "model": args.model,
-            "dtype": "fp16", "mode": "eager", "date": time.strftime("%Y-%m-%d %H:%M")}
-    unet = build(args.model, device, dtype)
-    results = {"info": info, "bare_unet": {}, "canonical": []}
-    for wpc in args.windows_per_call:
-        results["bare_unet"][wpc] = round(bare_rate(unet, args.model, wpc * 32, device, dtype), 1)
-        print("bare", wpc, results["bare_unet"][wpc], flush=True)
-    if not args.skip_canonical:
-        for attention in (args.attention if args.model == "sd" else ["motion"]):
-            for wpc in args.windows_per_call:
-                bare = results["bare_unet"][wpc]
-                if args.model == "sd":  # the same UNet forward with this attention processor installed
-                    if attention == "none":
-                        reset_attention(unet)
-                    else:
-                        set_cross_frame_attention(unet, attention, 16)
-                    bare = round(bare_rate(unet, args.model, wpc * 32, device, dtype), 1)
-                r = canonical(unet, args.model, device, dtype, wpc, steps=args.steps, attention=attention)
-                r["bare_unet_frame_evals_per_s"] = bare
-                r["engine_efficiency"] = round(r["frame_evals_per_s"] / bare, 3)
-                results["canonical"].append(r)
-                print(json.dumps(r), flush=True)
-    results["vae_decode_frames_per_s"] = round(vae_decode_rate(device, dtype), 1)
+    if args.smoke:
+        args.frames, args.steps = min(args.frames, 40), min(args.steps, 2)
+    elif not torch.cuda.is_available():
+        raise SystemExit("No CUDA GPU: run on a GPU, or use --smoke to check the script on the CPU.")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"speed_{args.model}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    data = {"info": {}, "results": {}}
+    if (out / "speed.json").exists() and not args.fresh:
+        data = json.loads((out / "speed.json").read_text())
+    data["info"] = environment(args)
+    bench = Bench(args)
+    for cfg in selected(args):
+        t0 = time.perf_counter()
+        try:
+            row = bench.run(cfg)
+        except Exception as exc:  # one failing configuration must not lose the others
+            row = {"error": "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[0][:500]}
+            traceback.print_exc()
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        row["gpu"] = data["info"].get("gpu", data["info"].get("cpu"))
+        row["date"] = data["info"]["date"]
+        data["results"][cfg.name] = row
+        print(f"[{cfg.name}] " + json.dumps(row), flush=True)
+        write(out, data)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    print(markdown(data))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,15 @@ measure the generator, not the judge. Metrics (all from parsed frames):
 - transitions: position jump across segment changes;
 - wall time per video.
 
+Window schedules (`--schedule`, comma-separated groups): `classic` the five fixed-window rows above,
+`paper` isolated clips + the paper's S=M/4 pyramid (reference rows), `shifted` windows that move every step
+(genl.codenoise.shifted_windows) at S=M and S=M/2, `offsets` shifted S=M with every offset sequence of
+SHIFT_OFFSETS, `motion` fusion inside the motion modules (genl.motion_windows). With `--seeds K` every
+video is generated with K seeds and each metric is reported as mean and spread (std over seeds of the
+per-seed means); seconds_per_video is the mean wall time.
+
     python bench/quality.py --videos 12 --out bench/results            # GPU, or CPU (slow)
+    python bench/quality.py --schedule paper,shifted,motion --seeds 3 --videos 16 --size 128 --out bench/results
 """
 from __future__ import annotations
 
@@ -25,20 +33,109 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genl.models import ModelManager  # noqa: E402
-from genl.settings import CoDenoiseSettings  # noqa: E402
 from genl.timeline import Timeline  # noqa: E402
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
+from genl.codenoise import SHIFT_OFFSETS  # noqa: E402
+from genl.motion_windows import unwindow_motion_modules, window_motion_modules  # noqa: E402
+from genl.pipelines.common import (  # noqa: E402
+    TextConditions,
+    decode_latents,
+    encode_text,
+    guided,
+    initial_noise,
+    window_text,
+)
+from genl.timeline import mix_embeddings  # noqa: E402
+from scheduled import scheduled_sample, windows_for  # noqa: E402
 
-CONFIGS = [  # name, M, S, weights
-    ("isolated (S=M)", 16, 16, "flat"),
-    ("co-denoise S=M/2 flat", 16, 8, "flat"),
-    ("co-denoise S=M/4 flat", 16, 4, "flat"),
-    ("co-denoise S=M/4 gaussian", 16, 4, "gaussian"),
-    ("co-denoise S=M/4 pyramid", 16, 4, "pyramid"),
-]
+# name, M, S, weights, window schedule, fusion ("pipeline": the shipped pipeline call, fixed windows)
+GROUPS = {
+    "classic": [
+        ("isolated (S=M)", 16, 16, "flat", "paper", "pipeline"),
+        ("co-denoise S=M/2 flat", 16, 8, "flat", "paper", "pipeline"),
+        ("co-denoise S=M/4 flat", 16, 4, "flat", "paper", "pipeline"),
+        ("co-denoise S=M/4 gaussian", 16, 4, "gaussian", "paper", "pipeline"),
+        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "paper", "pipeline"),
+    ],
+    "paper": [
+        ("isolated (S=M)", 16, 16, "flat", "paper", "pipeline"),
+        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "paper", "pipeline"),
+    ],
+    "shifted": [
+        ("shifted S=M pyramid", 16, 16, "pyramid", "shifted", "output"),
+        ("shifted S=M/2 pyramid", 16, 8, "pyramid", "shifted", "output"),
+    ],
+    "offsets": [(f"shifted S=M pyramid, {k} offsets", 16, 16, "pyramid", f"shifted-{k}", "output")
+                for k in SHIFT_OFFSETS],
+    "motion": [
+        ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "paper", "motion"),
+        ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),
+    ],
+}
+CONFIGS = GROUPS["classic"]
+SPREAD = ("align_all", "id_change_at_seams", "id_change_elsewhere", "jump_at_seams", "jump_elsewhere",
+          "jump_at_transitions")
+
+
+def configs_for(schedule: str) -> list[tuple]:
+    rows, seen = [], set()
+    for group in [g.strip() for g in schedule.split(",") if g.strip()]:
+        if group not in GROUPS:
+            raise ValueError(f"Unknown schedule group '{group}'. Choose from: {', '.join(GROUPS)}.")
+        for row in GROUPS[group]:
+            if row[0] not in seen:
+                seen.add(row[0])
+                rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def generate_scheduled(pipe, tl: Timeline, num_frames: int, size: int, steps: int, guidance: float, m: int,
+                       s: int, weights: str, seed: int, schedule: str, fusion: str) -> np.ndarray:
+    """LongAnimateDiffPipeline's algorithm with windows that may move every step (scheduled_sample).
+
+    Per-clip fusion mixes the timeline's text per window of the step (as the pipeline does for its fixed
+    windows); fusion inside motion modules calls the UNet on the whole video, so the text is per frame.
+    """
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    tl = tl.validate(num_frames)
+    pairs = tl.prompts()
+    pos = encode_text(pipe.tokenizer, pipe.text_encoder, [p for p, _ in pairs], device)
+    neg = encode_text(pipe.tokenizer, pipe.text_encoder, [n for _, n in pairs], device)
+    use_cfg = guidance > 1.0
+    windows_at = windows_for(schedule, num_frames, m, s)
+
+    def make_denoise(windows):
+        per_frame = fusion == "motion"
+        mix = tl.frame_weights(num_frames) if per_frame else tl.window_weights(windows, num_frames)
+        text = TextConditions(mix_embeddings(pos, mix).to(dtype), mix_embeddings(neg, mix).to(dtype), per_frame)
+
+        def denoise_batch(x, t, indices):
+            cond, uncond = window_text(text, windows, indices, num_frames, m)
+            x = x.to(dtype)
+            if not use_cfg:
+                return pipe.unet(x, t, encoder_hidden_states=cond).sample
+            out = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+            return guided(out, guidance)
+        return denoise_batch
+
+    pipe.scheduler.set_timesteps(steps, device=device)
+    shape = (1, pipe.unet.config.in_channels, num_frames, size // pipe.vae_scale_factor,
+             size // pipe.vae_scale_factor)
+    latents = initial_noise(shape, seed, device, torch.float32, pipe.scheduler.init_noise_sigma)
+    plan = window_motion_modules(pipe.unet) if fusion == "motion" else None
+    try:
+        latents = scheduled_sample(pipe.scheduler, latents, pipe.scheduler.timesteps, windows_at, weights, m,
+                                   make_denoise, windows_per_call=4, fusion="output" if plan is None else "motion",
+                                   motion_plan=plan)
+    finally:
+        if plan is not None:
+            unwindow_motion_modules(pipe.unet)
+    return decode_latents(pipe.vae, latents)
 
 
 def video_metrics(frames: np.ndarray, timeline, clip_length: int) -> dict:
@@ -81,55 +178,86 @@ def video_metrics(frames: np.ndarray, timeline, clip_length: int) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per video; metrics get a spread over seeds")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--frames", type=int, default=0, help="force every video to this length (0: the world's)")
+    ap.add_argument("--schedule", default="classic", help=f"comma-separated groups of: {', '.join(GROUPS)}")
     ap.add_argument("--pipeline", default="animatediff", choices=["animatediff", "tuning_free"])
     ap.add_argument("--model", default="demo")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    configs = configs_for(args.schedule)
+    if args.pipeline != "animatediff" and any(c[5] != "pipeline" for c in configs):
+        raise SystemExit("Moving windows and motion-module fusion are measured on the animatediff pipeline.")
     mm = ModelManager()
     pipe = mm.get(args.pipeline, args.model, device=args.device)
+    specs = [random_long_video(seed=1000 + v, num_frames=args.frames or None) for v in range(args.videos)]
     # reference row: the world's own rendering of the same timelines (what a perfect generator would score)
-    truth = [video_metrics(render_long_video(random_long_video(seed=1000 + v), size=args.size),
-                           long_video_timeline(random_long_video(seed=1000 + v)), 16) for v in range(args.videos)]
-    rows = [{"config": "rendered ground truth", "M": 16, "S": 16, "weights": "-", "seconds_per_video": 0.0}
+    truth = [video_metrics(render_long_video(spec, size=args.size), long_video_timeline(spec), 16) for spec in specs]
+    rows = [{"config": "rendered ground truth", "M": 16, "S": 16, "weights": "-", "schedule": "-",
+             "fusion": "-", "seconds_per_video": 0.0}
             | {k: float(np.nanmean([r[k] for r in truth])) for k in truth[0]}]
-    for name, m, s, weights in CONFIGS:
-        per_video, seconds = [], []
-        for v in range(args.videos):
-            spec = random_long_video(seed=1000 + v)
-            timeline = long_video_timeline(spec)
-            tl = Timeline.from_rows(timeline)
-            t0 = time.perf_counter()
-            out = pipe(tl, num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=args.steps, guidance_scale=args.guidance,
-                       codenoise=CoDenoiseSettings(clip_length=m, stride=s, weights=weights), seed=v)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - t0)
-            per_video.append(video_metrics(out.frames, timeline, m))
-        row = {"config": name, "M": m, "S": s, "weights": weights,
+    for name, m, s, weights, schedule, fusion in configs:
+        per_seed, seconds = [], []
+        for k in range(args.seeds):
+            per_video = []
+            for v, spec in enumerate(specs):
+                timeline = long_video_timeline(spec)
+                tl = Timeline.from_rows(timeline)
+                seed = v + 1000 * k
+                t0 = time.perf_counter()
+                if fusion == "pipeline":
+                    frames = pipe(tl, num_frames=spec.num_frames, height=args.size, width=args.size,
+                                  num_inference_steps=args.steps, guidance_scale=args.guidance, clip_length=m,
+                                  stride=s, weights=weights, seed=seed).frames
+                else:
+                    frames = generate_scheduled(pipe, tl, spec.num_frames, args.size, args.steps, args.guidance,
+                                                m, s, weights, seed, schedule, fusion)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - t0)
+                per_video.append(video_metrics(frames, timeline, m))
+            per_seed.append({key: float(np.nanmean([r[key] for r in per_video])) for key in per_video[0]})
+        row = {"config": name, "M": m, "S": s, "weights": weights, "schedule": schedule, "fusion": fusion,
                "seconds_per_video": float(np.mean(seconds))}
-        row |= {k: float(np.nanmean([r[k] for r in per_video])) for k in per_video[0]}
+        row |= {key: float(np.mean([r[key] for r in per_seed])) for key in per_seed[0]}
+        row |= {key + "_spread": float(np.std([r[key] for r in per_seed])) for key in SPREAD}
         rows.append(row)
         print(json.dumps(row), flush=True)
     info = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__, "pipeline": args.pipeline, "model": args.model, "videos": args.videos,
-            "steps": args.steps, "guidance": args.guidance, "size": args.size, "date": time.strftime("%Y-%m-%d")}
+            "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "size": args.size,
+            "schedule": args.schedule, "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality_{args.pipeline}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    stem = f"quality_{args.pipeline}" + ("" if args.schedule == "classic" else "_" + args.schedule.replace(",", "-"))
+    (out / f"{stem}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    (out / f"{stem}.md").write_text(quality_markdown(info, rows, args.seeds > 1))
+    print(quality_markdown(info, rows, args.seeds > 1))
+
+
+def quality_markdown(info: dict, rows: list[dict], spread: bool) -> str:
     cols = ["config", "align_all", "align_colour", "align_shape", "align_background", "id_change_at_seams",
             "id_change_elsewhere", "jump_at_seams", "jump_elsewhere", "jump_at_transitions", "seconds_per_video"]
-    lines = [f"# Quality on the synthetic world ({args.pipeline}, {args.model})", "",
-             "Setup: " + ", ".join(f"{k}={v}" for k, v in info.items()), "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def cell(r, c):
+        if isinstance(r[c], str):
+            return r[c]
+        if spread and c + "_spread" in r:
+            return f"{r[c]:.3f} ± {r[c + '_spread']:.3f}"
+        return f"{r[c]:.3f}"
+
+    lines = [f"# Quality on the synthetic world ({info['pipeline']}, {info['model']})", "",
+             "Setup: " + ", ".join(f"{k}={v}" for k, v in info.items()), ""]
+    if spread:
+        lines += ["Cells: mean ± std over seeds of the per-seed mean over videos.", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in cols) + " |")
-    (out / f"quality_{args.pipeline}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        lines.append("| " + " | ".join(cell(r, c) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Everything here is pure: no model, no scheduler, no global state.
 from __future__ import annotations
 
 import math
+import random
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -57,6 +58,47 @@ def make_windows(num_frames: int, length: int, stride: int, *, loop: bool = Fals
     if windows[-1][1] != num_frames:
         windows.append((num_frames - length, num_frames))
     return windows
+
+
+GOLDEN = (math.sqrt(5) - 1) / 2  # 1/phi: the most evenly spread sequence of offsets k*GOLDEN mod 1
+
+SHIFT_OFFSETS = {
+    # step -> grid offset in [0, S). Step 0 is always the paper's grid (offset 0).
+    "golden": lambda step, stride, length: int(((step * GOLDEN) % 1.0) * stride),
+    "cyclic": lambda step, stride, length: (step * max(1, length // 4)) % stride,
+    "half": lambda step, stride, length: (step % 2) * (stride // 2),
+    "random": lambda step, stride, length: 0 if step == 0 else random.Random(step).randrange(stride),
+}
+DEFAULT_SHIFT = "golden"
+
+
+def offset_windows(num_frames: int, length: int, stride: int, offset: int) -> list[Window]:
+    """The stride-S grid of clips moved right by `offset` frames, the first and last clip clamped to the
+    video's ends: starts {0} + {offset + k*S strictly inside} + {N-M}. Offset 0 gives `make_windows`.
+
+    At S=M this is at most one clip more than isolated clips: the clips of the moved grid that fit, plus one
+    full-length clip at each end.
+    """
+    base = make_windows(num_frames, length, stride)  # validates M, S and N
+    offset = int(offset) % int(stride)
+    if offset == 0:
+        return base
+    last = int(num_frames) - int(length)
+    starts = sorted({0, last} | set(range(offset, last, int(stride))))
+    return [(s, s + int(length)) for s in starts]
+
+
+def shifted_windows(num_frames: int, length: int, stride: int, step: int) -> list[Window]:
+    """Windows F_i for denoising step `step`: the grid of `make_windows` moved by an offset that changes
+    every step, so a seam between clips of one step lies inside a clip on the next steps.
+
+    At S=M a step costs what isolated clips cost (plus at most one clip), yet no frame is a clip edge on
+    every step. The offsets follow the golden-ratio sequence (0, 0.62 S, 0.24 S, 0.85 S, ...): consecutive
+    seams land far apart and the offsets stay evenly spread for any number of steps. Full-length clips,
+    first and last clamped to the video's ends, every frame covered; feed the list to `co_denoise` as is.
+    """
+    return offset_windows(num_frames, length, stride, SHIFT_OFFSETS[DEFAULT_SHIFT](int(step), int(stride),
+                                                                                   int(length)))
 
 
 def window_frames(window: Window, num_frames: int) -> torch.Tensor:

@@ -1,0 +1,109 @@
+"""Windows that move between denoising steps (`shifted_windows`), without a model."""
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from genl.codenoise import (
+    SHIFT_OFFSETS,
+    co_denoise,
+    make_windows,
+    offset_windows,
+    shifted_windows,
+    window_weights,
+)
+
+SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                clip_sample=False, set_alpha_to_one=False)
+CASES = [(16, 16, 16), (17, 16, 16), (40, 16, 16), (128, 16, 16), (129, 16, 16), (1000, 16, 16),
+         (128, 16, 4), (128, 16, 8), (100, 16, 5), (50, 8, 3), (7, 1, 1), (9, 3, 3), (24, 24, 12)]
+
+
+@pytest.mark.parametrize("n,m,s", CASES)
+def test_full_length_clamped_and_every_frame_covered(n, m, s):
+    for step in range(40):
+        windows = shifted_windows(n, m, s, step)
+        assert windows == sorted(set(windows)), "windows are distinct and in order"
+        assert windows[0][0] == 0 and windows[-1][1] == n
+        covered = torch.zeros(n, dtype=torch.long)
+        for a, b in windows:
+            assert b - a == m and 0 <= a and b <= n
+            covered[a:b] += 1
+        assert bool((covered > 0).all())
+
+
+@pytest.mark.parametrize("n,m,s", CASES)
+def test_count_bound(n, m, s):
+    isolated = len(make_windows(n, m, m))
+    paper = len(make_windows(n, m, s))
+    for step in range(40):
+        count = len(shifted_windows(n, m, s, step))
+        assert count <= paper + 1
+        if s == m:
+            assert count <= isolated + 1
+
+
+def test_step_zero_is_the_paper_grid_and_steps_are_deterministic():
+    assert shifted_windows(128, 16, 4, 0) == make_windows(128, 16, 4)
+    assert shifted_windows(128, 16, 16, 0) == make_windows(128, 16, 16)
+    assert [shifted_windows(128, 16, 16, k) for k in range(50)] == [shifted_windows(128, 16, 16, k)
+                                                                   for k in range(50)]
+
+
+def test_seams_move_so_no_inner_frame_is_an_edge_on_most_steps():
+    n, m, steps = 128, 16, 50
+    edge_steps = torch.zeros(n)
+    grids = set()
+    for step in range(steps):
+        windows = shifted_windows(n, m, m, step)
+        grids.add(tuple(windows))
+        for a, b in windows:
+            edge_steps[a] += 1
+            edge_steps[b - 1] += 1
+    assert len(grids) >= 10  # the grid really moves
+    inner = edge_steps[m:n - m]
+    assert float(inner.max()) <= 0.2 * steps  # an isolated-clip grid would make frames 16, 31, ... edges 100 %
+
+
+def test_offset_windows_and_offset_tables():
+    assert offset_windows(40, 16, 16, 8) == [(0, 16), (8, 24), (24, 40)]
+    assert offset_windows(40, 16, 16, 0) == make_windows(40, 16, 16)
+    assert offset_windows(40, 16, 16, 24) == offset_windows(40, 16, 16, 8)  # offsets wrap at S
+    for name, offset in SHIFT_OFFSETS.items():
+        values = [offset(k, 16, 16) for k in range(64)]
+        assert values[0] == 0 and all(0 <= v < 16 for v in values), name
+        assert len(set(values)) > 1, name
+
+
+def test_errors_are_plain_value_errors():
+    with pytest.raises(ValueError, match="longer than the video"):
+        shifted_windows(8, 16, 16, 3)
+    with pytest.raises(ValueError, match="Stride"):
+        shifted_windows(64, 16, 17, 3)
+
+
+def frame_wise(x: torch.Tensor, t) -> torch.Tensor:
+    """A 'denoiser' that treats each frame on its own, so fusion of any windows must reproduce it."""
+    a = 0.3 + 0.001 * float(t)
+    return torch.tanh(a * x) + 0.1 * x.mean(dim=(1, 3, 4), keepdim=True)
+
+
+@pytest.mark.parametrize("n,m,s", [(128, 16, 16), (100, 16, 4), (37, 8, 8)])
+@pytest.mark.parametrize("weights", ["flat", "pyramid", "gaussian"])
+def test_co_denoise_with_shifted_windows_equals_whole_video(n, m, s, weights):
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, n, 4, 4, generator=gen, dtype=torch.float64)
+    sched_a = DDIMScheduler(**SD_BETAS)
+    sched_b = DDIMScheduler(**SD_BETAS)
+    sched_a.set_timesteps(8)
+    sched_b.set_timesteps(8)
+    x_fused, x_whole = latents.clone(), latents.clone()
+    for step, t in enumerate(sched_a.timesteps):
+        windows = shifted_windows(n, m, s, step)
+        w = [window_weights(weights, m).double()] * len(windows)
+        out = co_denoise(x_fused, t, windows, w, lambda z, t, i: frame_wise(z, t))
+        batched = co_denoise(x_fused, t, windows, w, denoise_batch=lambda z, t, idx: frame_wise(z, t),
+                             windows_per_call=3)
+        torch.testing.assert_close(out, batched)
+        x_fused = sched_a.step(out, t, x_fused).prev_sample
+        x_whole = sched_b.step(frame_wise(x_whole, t), t, x_whole).prev_sample
+    torch.testing.assert_close(x_fused, x_whole, rtol=1e-10, atol=1e-10)
