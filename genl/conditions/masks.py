@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER, METHODS, MaskSettings
@@ -109,6 +108,7 @@ def _short(name: str) -> str:
 def dilate(masks: np.ndarray, grow: int) -> np.ndarray:
     if grow <= 0:
         return masks.astype(bool)
+    import cv2
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks])
 
@@ -118,6 +118,7 @@ def feather(masks: np.ndarray, sigma: float) -> np.ndarray:
     soft = masks.astype(np.float32)
     if sigma <= 0:
         return soft
+    import cv2
     return np.maximum(soft, np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in soft]))
 
 
