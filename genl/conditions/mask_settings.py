@@ -5,8 +5,7 @@ from dataclasses import asdict, dataclass
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
-DEFAULT_SAM3 = "facebook/sam3"
-METHODS = ("auto", "grounded_sam2", "sam3", "colour", "upload")
+METHODS = ("auto", "grounded_sam2", "colour", "upload")
 INSTANCES = ("largest", "all", "index")
 
 
@@ -14,9 +13,10 @@ INSTANCES = ("largest", "all", "index")
 class MaskSettings:
     """How an object prompt becomes one mask per frame.
 
-    method: 'grounded_sam2' (GroundingDINO boxes on keyframes, SAM 2 video propagation), 'sam3' (SAM 3 text
-    prompts, same tracker loop), 'colour' (shapes-world fallback, labelled), 'upload' (a mask video the user
-    gives), 'auto' (grounded_sam2 with the real models, or with the bundled demo detectors for the demo model).
+    method: 'grounded_sam2' (GroundingDINO boxes on keyframes, SAM 2 video propagation; `tracker` may name a
+    SAM 3 checkpoint, whose Sam3TrackerVideoModel has the same session API), 'colour' (shapes-world fallback,
+    labelled), 'upload' (a mask video the user gives), 'auto' (grounded_sam2 with the real models, or with the
+    bundled demo detectors for the demo model).
     """
     method: str = "auto"
     detector: str = ""              # hub id or folder; '' = DEFAULT_DETECTOR (or the demo detector)

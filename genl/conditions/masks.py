@@ -84,8 +84,6 @@ def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
 
         masks = read_mask_video(settings.upload, len(frames), frames.shape[1:3])
         return masks, "upload", f"uploaded mask video {Path(settings.upload).name}", [], []
-    if settings.method == "sam3":
-        raise ValueError("SAM 3's text-prompted video segmentation is not wired in yet: use 'grounded_sam2'.")
     from .detector_models import load_detector, load_tracker
     from .tracker import iter_chunks, per_frame, track
 
