@@ -1,48 +1,123 @@
 """Object masks for "edit anything": an object prompt ("the red circle") -> one mask per frame.
 
-The paper finds the object with GroundingDINO (boxes from text) and SAM (masks from boxes). Those models are
-not installed in this studio yet, and we say so rather than fake them. For the bundled demo model's
-synthetic shapes world only, a colour segmentation stands in: the world's objects have flat palette colours,
-so the colour word of the prompt picks the object exactly. Results say which method made them.
+As in the paper, GroundingDINO finds the object from text (boxes on keyframes) and SAM 2 turns boxes into masks
+and carries them through the video (`tracker.py`). With the bundled demo model the same code path runs with the
+bundled tiny demo detectors (assets/demo-detectors, trained on the shapes world). A colour segmentation of the
+shapes world remains only as a labelled fallback (method 'colour'), and a user may upload a mask video instead.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
 
-import cv2
 import numpy as np
 
-METHODS = ("auto", "colour", "grounded_sam")
-GROUNDED_SAM_MISSING = (
-    "Finding objects from a text prompt needs GroundingDINO and SAM, which are not installed in this studio "
-    "yet. With the bundled demo model you can use the colour-based stand-in (shapes world only)."
-)
+from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER, METHODS, MaskSettings
+
+COLOUR_NOTE = "colour segmentation stand-in for GroundingDINO + SAM 2 (shapes world only; a labelled fallback)"
 
 
 @dataclass
 class ObjectMasks:
-    masks: np.ndarray  # (F, H, W) bool: where the edit may change the video
+    masks: np.ndarray  # (F, H, W) bool: where the edit may change the video (after dilation)
+    soft: np.ndarray   # (F, H, W) float32 0..1: the same, feathered at the edge
     method: str
     note: str
+    keyframes: tuple = ()
+    filled: tuple = ()
 
 
 def object_masks(frames: np.ndarray, object_prompt: str, method: str = "auto", *, demo: bool = False,
-                 grow: int = 2) -> ObjectMasks:
-    """Masks of the object named by `object_prompt` in every frame, grown by `grow` pixels so the edit covers
-    the object's soft edge. method 'auto' uses the colour stand-in for the demo model, GroundingDINO+SAM else."""
-    if not (object_prompt or "").strip():
+                 settings: Optional[MaskSettings] = None, cache_dir=None, detector=None,
+                 tracker=None) -> ObjectMasks:
+    """Masks of the object named by `object_prompt` in every frame of `frames` (F, H, W, 3) uint8.
+
+    `settings` carries thresholds, keyframes, instance choice, dilation and feather (MaskSettings defaults);
+    `method` overrides settings.method for older callers. `demo` (the demo model is in use) makes 'auto' use the
+    bundled demo detectors. `detector`/`tracker` pass already-built components (tests, benchmarks)."""
+    settings = settings or MaskSettings()
+    if method != "auto":
+        settings = replace(settings, method={"grounded_sam": "grounded_sam2"}.get(method, method))
+    settings.validate()
+    if settings.method != "upload" and not (object_prompt or "").strip():
         raise ValueError("Describe the object to edit (for example 'the red circle').")
-    if method not in METHODS:
-        raise ValueError(f"Unknown mask method '{method}'. Choose one of: {', '.join(METHODS)}.")
-    if method == "auto":
-        method = "colour" if demo else "grounded_sam"
-    if method == "grounded_sam":
-        raise ValueError(GROUNDED_SAM_MISSING)
-    masks = colour_object_masks(frames, object_prompt)
-    if grow > 0:
-        kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
-        masks = np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks])
-    return ObjectMasks(masks, "colour", "colour segmentation stand-in for GroundingDINO + SAM (shapes world only)")
+    if settings.method == "auto":
+        settings = replace(settings, method="grounded_sam2")
+    if demo and settings.method == "grounded_sam2" and detector is None:
+        settings = _with_demo_models(settings)
+    fallback = ""
+    if settings.method == "grounded_sam2" and demo and not settings.detector:
+        settings, fallback = replace(settings, method="colour"), " (the demo detectors are not bundled yet)"
+
+    from .mask_io import MaskCache
+
+    cache = MaskCache(cache_dir) if cache_dir else None
+    key = cache.key(frames, object_prompt or "", settings.key()) if cache else None
+    hit = cache.get(key) if cache else None
+    if hit is not None:
+        masks, method_used, note = hit["masks"], hit["method"], hit["note"] + " (from the mask cache)"
+        keyframes, filled = (), ()
+    else:
+        masks, method_used, note, keyframes, filled = _compute(frames, object_prompt, settings, detector, tracker)
+        if cache:
+            cache.put(key, masks, method_used, note)
+    masks = dilate(masks, settings.dilate)
+    return ObjectMasks(masks, feather(masks, settings.feather), method_used, note + fallback, tuple(keyframes),
+                       tuple(filled))
+
+
+def _with_demo_models(settings: MaskSettings) -> MaskSettings:
+    """The bundled demo detectors, when assets/demo-detectors holds them (else settings unchanged: colour fallback)."""
+    from .detector_models import DEMO_DETECTOR, DEMO_TRACKER, demo_detectors_available
+
+    if not demo_detectors_available():
+        return settings
+    return replace(settings, detector=settings.detector or DEMO_DETECTOR, tracker=settings.tracker or DEMO_TRACKER)
+
+
+def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
+    if settings.method == "colour":
+        return colour_object_masks(frames, prompt), "colour", COLOUR_NOTE, [], []
+    if settings.method == "upload":
+        from .mask_io import read_mask_video
+
+        masks = read_mask_video(settings.upload, len(frames), frames.shape[1:3])
+        return masks, "upload", f"uploaded mask video {Path(settings.upload).name}", [], []
+    from .detector_models import load_detector, load_tracker
+    from .tracker import iter_chunks, per_frame, track
+
+    detector = detector or load_detector(settings.detector, settings.device)
+    tracker = tracker or load_tracker(settings.tracker, settings.device)
+    run = track if settings.propagate else per_frame
+    result = run(iter_chunks(frames, settings.chunk), prompt, detector, tracker, settings)
+    names = f"{_short(settings.detector or DEFAULT_DETECTOR)} + {_short(settings.tracker or DEFAULT_TRACKER)}"
+    how = (f"keyframes {len(result.keyframes)}, SAM 2 propagation" if settings.propagate
+           else "every frame on its own")
+    note = f"GroundingDINO + SAM 2 ({names}; {how}; {len(result.filled)} frames filled from neighbours)"
+    return result.masks, "grounded_sam2", note, result.keyframes, result.filled
+
+
+def _short(name: str) -> str:
+    p = Path(name)
+    return f"{p.parent.name}/{p.name}" if p.exists() else name
+
+
+def dilate(masks: np.ndarray, grow: int) -> np.ndarray:
+    if grow <= 0:
+        return masks.astype(bool)
+    import cv2
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks])
+
+
+def feather(masks: np.ndarray, sigma: float) -> np.ndarray:
+    """Soft edges (Gaussian blur of sigma px), clipped so the mask's inside stays 1."""
+    soft = masks.astype(np.float32)
+    if sigma <= 0:
+        return soft
+    import cv2
+    return np.maximum(soft, np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in soft]))
 
 
 def colour_object_masks(frames: np.ndarray, object_prompt: str) -> np.ndarray:
@@ -69,3 +144,7 @@ def overlay(frames: np.ndarray, masks: np.ndarray, colour=(255, 0, 255), alpha: 
     tint = np.array(colour, np.float32)
     out[masks] = (1 - alpha) * out[masks] + alpha * tint
     return out.round().astype(np.uint8)
+
+
+__all__ = ["METHODS", "MaskSettings", "ObjectMasks", "colour_object_masks", "dilate", "feather", "object_masks",
+           "overlay"]

@@ -1,0 +1,204 @@
+"""Object-prompted masks: GroundingDINO + SAM 2 on tiny random-weight models (built from the demo detectors'
+configs, saved and loaded like real checkpoints), and the keyframe / propagation / fill logic on the shapes
+world with a deterministic segmenter, whose masks we can check against the world's exact ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genl.conditions.detector import Detections
+from genl.conditions.mask_settings import MaskSettings
+from genl.conditions.masks import object_masks
+from genl.conditions.tracker import fill_from_neighbours, iter_chunks, track
+from genl.demo.world import ClipSpec, clip_states, render_states, states_alpha
+
+SMALL = dict(size=64, d_model=32, queries=10, swin_dim=8, text_dim=32, sam_hidden=128, sam_dim=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_detectors(tmp_path_factory):
+    from genl.demo.detectors import DetectorConfig, build_models, save_models
+
+    import torch
+
+    gdino, tok, sam2 = build_models(DetectorConfig(**SMALL))
+    with torch.no_grad():  # random weights would mostly say "no object here" (masks -> -1024): say "always one"
+        sam2.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
+    return save_models(tmp_path_factory.mktemp("detectors"), gdino, tok, sam2)
+
+
+def moving_square(frames=24, size=64):
+    states = clip_states(ClipSpec("red", "square", "right", "grass", 0.3, 0.5, 0.25, seed=3), frames)
+    return render_states(states, 3, size), states_alpha(states, size) > 0.5
+
+
+def iou(a, b):
+    return np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
+
+
+class OracleDetector:
+    """The world's exact box on every frame but those in `miss`; counts the frames it was asked about."""
+
+    def __init__(self, truth, miss=(), offset=0):
+        self.truth, self.miss, self.calls = truth, set(miss), []
+        self.frame_of = {}
+
+    def __call__(self, frames, prompt, box_threshold, text_threshold):
+        out = []
+        for f in frames:
+            i = next(k for k, t in enumerate(self.frames) if np.array_equal(t, f))
+            self.calls.append(i)
+            if i in self.miss:
+                out.append(Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.1))
+                continue
+            ys, xs = np.nonzero(self.truth[i])
+            box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+            out.append(Detections(box, np.array([0.9], np.float32), 0.9))
+        return out
+
+
+class ColourTracker:
+    """A deterministic VideoSegmenter for flat-coloured objects: a box prompt takes the pixels of the box's
+    dominant non-background colour; a step keeps the pixels of that colour within `reach` px of the last mask."""
+
+    def __init__(self, reach=4, lose=()):
+        self.reach, self.lose, self.start_frame = reach, set(lose), 0
+        self.offset = 0
+
+    def start(self, frames):
+        self.frames, self.objects, self.prompts = frames.astype(int), {}, {}
+
+    def _colour_mask(self, j, colour, region):
+        return (np.abs(self.frames[j] - colour).sum(-1) < 60) & region
+
+    def prompt_boxes(self, j, boxes, ids):
+        for k, (x0, y0, x1, y1) in zip(ids, boxes.astype(int)):
+            region = np.zeros(self.frames.shape[1:3], bool)
+            region[y0:y1, x0:x1] = True
+            colour = np.median(self.frames[j][region], axis=0)
+            self.prompts[(j, k)] = (colour, self._colour_mask(j, colour, region))
+
+    def prompt_masks(self, j, masks, ids):
+        for k, m in zip(ids, masks):
+            self.prompts[(j, k)] = (np.median(self.frames[j][m], axis=0), m)
+
+    def step(self, j):
+        import cv2
+
+        ids, probs, scores = [], [], []
+        for k in sorted({k for (_, k) in self.prompts} | set(self.objects)):
+            if (j, k) in self.prompts:
+                colour, mask = self.prompts[(j, k)]
+            else:
+                colour, prev = self.objects[k]
+                grown = cv2.dilate(prev.astype(np.uint8), np.ones((2 * self.reach + 1,) * 2, np.uint8)) > 0
+                mask = self._colour_mask(j, colour, grown)
+            if (self.offset + j) in self.lose:
+                mask = np.zeros_like(mask)
+            self.objects[k] = (colour, mask if mask.any() else self.objects.get(k, (colour, mask))[1])
+            ids.append(k)
+            probs.append(mask.astype(np.float32))
+            scores.append(1.0 if mask.any() else 0.0)
+        return ids, np.array(probs), np.array(scores)
+
+
+def run(frames, truth, detector, tracker, **kw):
+    settings = MaskSettings(**{"keyframe_every": 8, "chunk": 10, "dilate": 0, "feather": 0, **kw})
+    detector.frames = frames
+
+    def chunks():
+        for i, c in enumerate(iter_chunks(frames, settings.chunk)):
+            tracker.offset = i * settings.chunk
+            yield c
+
+    return track(chunks(), "the red square", detector, tracker, settings)
+
+
+def test_keyframes_propagate_between_detections_and_cross_chunks():
+    frames, truth = moving_square()
+    det = OracleDetector(truth)
+    res = run(frames, truth, det, ColourTracker())
+    assert sorted(set(det.calls)) == [0, 8, 16]            # only keyframes were detected
+    assert res.keyframes == [0, 8, 16] and res.filled == []
+    assert min(iou(m, t) for m, t in zip(res.masks, truth)) > 0.9
+
+
+def test_frames_before_the_first_detection_are_filled_and_a_lost_object_is_redetected():
+    frames, truth = moving_square()
+    det = OracleDetector(truth, miss=(0,))
+    res = run(frames, truth, det, ColourTracker(lose=(13,)), keyframe_every=4)
+    assert res.keyframes[0] == 4 and res.filled[:4] == [0, 1, 2, 3]
+    assert 13 in det.calls and 13 in res.keyframes           # the tracker's score dropped: re-detected there
+    assert np.mean([iou(m, t) for m, t in zip(res.masks[4:], truth[4:])]) > 0.9
+    assert iou(res.masks[0], truth[0]) > 0.5                  # filled from frame 4: the square moved a little
+
+
+def test_fill_from_neighbours_takes_the_nearest_mask():
+    a, b = np.ones((2, 2), bool), np.zeros((2, 2), bool)
+    masks = [None, a, None, None, b, None]
+    assert fill_from_neighbours(masks) == [0, 2, 3, 5]
+    assert masks[0] is a and masks[2] is a and masks[3] is b and masks[5] is b
+
+
+def test_instance_choice():
+    from genl.conditions.tracker import choose
+
+    det = Detections(np.array([[0, 0, 10, 10], [0, 0, 30, 30]], np.float32), np.array([0.9, 0.5]), 0.9)
+    assert choose(det, MaskSettings(instance="largest"))[0, 2] == 30
+    assert choose(det, MaskSettings(instance="index", index=0))[0, 2] == 10
+    assert len(choose(det, MaskSettings(instance="all"))) == 2
+    assert len(choose(det, MaskSettings(instance="index", index=5))) == 0
+
+
+def test_grounding_dino_and_sam2_end_to_end(tiny_detectors, tmp_path):
+    frames, _ = moving_square(frames=4, size=48)
+    settings = MaskSettings(detector=tiny_detectors["detector"], tracker=tiny_detectors["tracker"], box_threshold=0.0,
+                            text_threshold=0.0, redetect_below=0.0, keyframe_every=2, chunk=3, device="cpu")
+    for propagate in (True, False):
+        found = object_masks(frames, "the red square", settings=MaskSettings(**{**settings.__dict__,
+                                                                                 "propagate": propagate}),
+                             cache_dir=tmp_path)
+        assert found.method == "grounded_sam2" and "GroundingDINO + SAM 2" in found.note
+        assert found.masks.shape == (4, 48, 48) and found.masks.dtype == bool and found.masks.any()
+        assert found.soft.shape == (4, 48, 48) and found.soft.max() <= 1.0
+        assert found.keyframes[0] == 0
+    again = object_masks(frames, "the red square", settings=settings, cache_dir=tmp_path)
+    assert "from the mask cache" in again.note and again.masks.shape == (4, 48, 48)
+
+
+def test_no_match_says_what_it_saw(tiny_detectors):
+    frames, _ = moving_square(frames=2, size=48)
+    settings = MaskSettings(detector=tiny_detectors["detector"], tracker=tiny_detectors["tracker"], box_threshold=1.0,
+                            device="cpu")
+    with pytest.raises(ValueError, match=r"No 'purple dog' found in the video; best score [01]\.\d\d < threshold 1\.00"):
+        object_masks(frames, "purple dog", settings=settings)
+
+
+def test_missing_model_gives_the_download_hint():
+    from genl.conditions.detector_models import load_detector, load_tracker
+    from genl.models import ModelNotAvailable
+
+    with pytest.raises(ModelNotAvailable, match="hf download no-such-org/grounding-dino-nothing"):
+        load_detector("no-such-org/grounding-dino-nothing", "cpu")
+    with pytest.raises(ModelNotAvailable, match="hf download no-such-org/sam2-nothing"):
+        load_tracker("no-such-org/sam2-nothing", "cpu")
+
+
+def test_mask_video_round_trip_and_upload(tmp_path):
+    from genl.conditions.mask_io import write_mask_video
+
+    frames, truth = moving_square(frames=8, size=64)
+    path = write_mask_video(truth, tmp_path / "masks.mp4")
+    found = object_masks(frames, "", "upload", settings=MaskSettings(upload=str(path), dilate=0, feather=0))
+    assert found.method == "upload" and np.mean([iou(m, t) for m, t in zip(found.masks, truth)]) > 0.9
+    with pytest.raises(ValueError, match="mask video has 8 frames"):
+        object_masks(np.concatenate([frames, frames]), "", "upload", settings=MaskSettings(upload=str(path)))
+
+
+def test_colour_fallback_is_labelled():
+    frames, truth = moving_square(frames=4)
+    found = object_masks(frames, "the red square", "colour", settings=MaskSettings(dilate=0, feather=0))
+    assert found.method == "colour" and "stand-in" in found.note
+    assert np.mean([iou(m, t) for m, t in zip(found.masks, truth)]) > 0.8
+    with pytest.raises(ValueError, match="Unknown mask method"):
+        object_masks(frames, "x", "magic")
