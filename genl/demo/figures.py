@@ -81,7 +81,7 @@ def pose_at(spec: FigureSpec, t: float) -> np.ndarray:
         fore_r = fore_l = -0.2
     elif spec.motion == "wave":
         arm_r = 2.4                                  # raised, out to the side
-        fore_r = 0.5 * math.sin(2 * phase)           # forearm swings over the head, twice per cycle
+        fore_r = 0.6 * math.sin(phase)               # forearm swings over the head
     else:  # jump: two hops; in the air arms go up, on landing the knees bend
         air = abs(math.sin(phase / 2))
         y -= JUMP_HOP * air
