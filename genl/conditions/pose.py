@@ -87,7 +87,7 @@ def _openpose_modules():
         spec = importlib.util.find_spec("controlnet_aux")
         if spec is None or not spec.submodule_search_locations:
             raise ValueError("Pose extraction needs the controlnet-aux package: "
-                             "pip install --no-deps controlnet-aux==0.0.10 scipy scikit-image einops")
+                             "pip install --no-deps controlnet-aux==0.0.10 scipy")
         root = Path(list(spec.submodule_search_locations)[0])
         for name, folder in (("controlnet_aux", root), ("controlnet_aux.open_pose", root / "open_pose")):
             pkg = types.ModuleType(name)
