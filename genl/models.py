@@ -19,6 +19,12 @@ DEFAULT_SD = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
 DEMO_CONTROLNET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-controlnet"
+DEMO_POSE_CONTROLNET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo-pose-controlnet"
+DEMO_POSE_NAME = "demo-pose"
+# control maps -> the SD-1.5 ControlNet trained on them, and the detector that makes them
+DEFAULT_CONTROLNETS = {"edges": "lllyasviel/control_v11p_sd15_canny", "pose": "lllyasviel/control_v11p_sd15_openpose",
+                       "depth": "lllyasviel/control_v11f1p_sd15_depth"}
+DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Small-hf"
 DEMO_NAME = "demo"
 DEMO_NOTICE = "demo model: synthetic shapes world (a tiny model trained by this project; not Stable Diffusion)"
 
@@ -68,6 +74,40 @@ def how_to_get(model: str) -> str:
         "(~/.cache/huggingface/hub) here, or download the model to a folder and give that folder's path "
         f"instead. The bundled demo model works offline: choose '{DEMO_NAME}'."
     )
+
+
+def hub_file(repo: str, filename: str) -> str:
+    """Local path of one file of a hub repo (e.g. OpenPose's body_pose_model.pth in lllyasviel/Annotators):
+    from the hub cache, else downloaded when the hub answers, else a ModelNotAvailable that says how to get it."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo, filename, local_files_only=True)
+    except Exception as err:
+        if not hub_reachable():
+            raise ModelNotAvailable(
+                f"'{filename}' of '{repo}' is not on this machine and the Hugging Face Hub cannot be reached. "
+                f"On a computer with internet run `hf download {repo} {filename}` and copy its cache folder "
+                "(~/.cache/huggingface/hub) here, or give the folder that holds the file instead.") from err
+    return hf_hub_download(repo, filename)
+
+
+def controlnet_source(name: str) -> str:
+    """'demo' -> the bundled edge ControlNet, 'demo-pose' -> the bundled pose one; else a folder or hub id."""
+    if name == DEMO_NAME:
+        return str(DEMO_CONTROLNET_DIR)
+    if name == DEMO_POSE_NAME:
+        if not (DEMO_POSE_CONTROLNET_DIR / "config.json").exists():
+            raise ModelNotAvailable("The bundled demo pose ControlNet is missing from assets/demo-pose-controlnet.")
+        return str(DEMO_POSE_CONTROLNET_DIR)
+    return name
+
+
+def load_controlnet(name: str, dtype: torch.dtype = torch.float32):
+    """A ControlNetModel from 'demo', 'demo-pose', a folder or a hub id, offline-aware."""
+    from diffusers import ControlNetModel
+
+    return _from_pretrained(ControlNetModel, controlnet_source(name), dtype=dtype)
 
 
 def model_kind(path: str) -> Optional[str]:
@@ -229,13 +269,11 @@ class ModelManager:
         return classes[pipeline](**parts)
 
     def _controlnet(self, name: str, dev, dtype):
-        from diffusers import ControlNetModel
 
         key = ("controlnet", name, str(dev), str(dtype))
         with self._lock:
             if key not in self._cache:
-                path = str(DEMO_CONTROLNET_DIR) if name == DEMO_NAME else name
-                self._cache[key] = _from_pretrained(ControlNetModel, path, dtype=dtype).to(dev).eval()
+                self._cache[key] = load_controlnet(name, dtype).to(dev).eval()
             return self._cache[key]
 
     def clear(self) -> None:

@@ -77,7 +77,9 @@ def _demo_components(model: str, device: torch.device) -> dict:
     return {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
 
 
-def train(cfg: ControlTrainConfig) -> dict:
+def train(cfg: ControlTrainConfig, render=render_edge_dataset) -> dict:
+    """render(clips, size, seed) -> frames (N, H, W, 3), control maps ((N, H, W) masks or (N, H, W, 3) RGB maps,
+    uint8) and one caption per frame; edge maps by default (`genl.demo.pose_controlnet` passes pose maps)."""
     t0 = time.time()
     device, log = start_run(cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -86,7 +88,7 @@ def train(cfg: ControlTrainConfig) -> dict:
     vae, text_encoder, tok, unet = (comps[k].requires_grad_(False) if hasattr(comps[k], "requires_grad_")
                                     else comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet"))
     size = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
-    frames, edges, captions = render_edge_dataset(cfg.clips, size, cfg.seed)
+    frames, edges, captions = render(cfg.clips, size, cfg.seed)
     log["render_seconds"] = round(time.time() - t0, 1)
     log["frames"] = len(frames)
     print(f"rendered {frames.shape} + edges in {log['render_seconds']}s", flush=True)
@@ -102,7 +104,7 @@ def train(cfg: ControlTrainConfig) -> dict:
     means, stds = torch.cat(means), torch.cat(stds)
     scaling = vae.config.scaling_factor
     del frames
-    edges = torch.from_numpy(edges).to(device)  # (N, H, W) uint8, 0 or 255
+    edges = torch.from_numpy(edges).to(device)  # (N, H, W) uint8 edge masks or (N, H, W, 3) uint8 maps
     unique = sorted(set(captions))
     index = {c: i for i, c in enumerate(unique)}
     with torch.no_grad():
@@ -128,7 +130,8 @@ def train(cfg: ControlTrainConfig) -> dict:
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z + (1 - a).sqrt() * noise
         text = torch.where(torch.rand(cfg.batch, device=device) < cfg.caption_dropout, empty, caption_idx[i])
-        cond = edges[i].float().div(255).unsqueeze(1).expand(-1, 3, -1, -1)
+        cond = edges[i].float().div(255)
+        cond = cond.unsqueeze(1).expand(-1, 3, -1, -1) if cond.dim() == 3 else cond.permute(0, 3, 1, 2)
         with autocast:
             down, mid = controlnet(zt, t, encoder_hidden_states=emb[text], controlnet_cond=cond,
                                    return_dict=False)
