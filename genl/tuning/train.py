@@ -226,3 +226,21 @@ def _resume(folder: Path, unet, identifiers, optimizer, settings: TuneSettings) 
                 p.copy_(v)
     optimizer.load_state_dict(blob["optimizer"])
     return TuneState(**blob["state"])
+
+
+@torch.no_grad()
+def clip_loss(components: dict, unet, identifiers: ClipIdentifiers, frames: np.ndarray, timeline: Timeline, *,
+              seed: int = 0, use_identifiers: bool = True) -> float:
+    """Mean diffusion loss over every training clip at fixed noise and timesteps (seeded): a number that
+    compares a tuning's weights before and after, or with and without e^i."""
+    device = unet.device
+    windows = identifiers.windows
+    latents = encode_frames(components["vae"], frames, device).float()
+    text = timeline_conditions(components["tokenizer"], components["text_encoder"], timeline.validate(len(frames)),
+                               windows, len(frames), device=device, dtype=torch.float32, use_cfg=False,
+                               per_frame=True).cond
+    clips = list(range(len(windows)))
+    dropped = torch.full((len(clips),), not use_identifiers)
+    loss = diffusion_loss(unet, components["scheduler"], latents, clips, windows, text, identifiers, dropped,
+                          torch.Generator("cpu").manual_seed(seed), None)
+    return float(loss)
