@@ -102,6 +102,7 @@ def test_identifier_gradients_and_a_dropped_identifier_is_not_updated():
 
 
 def test_checkpoint_round_trips(tmp_path):
+    root, tmp_path = tmp_path, tmp_path / "tuning-1"
     frames = tiny_video()
     comps = tiny_components()
     tune(comps, frames, SOURCE, settings(max_steps=3), tmp_path)
@@ -114,7 +115,7 @@ def test_checkpoint_round_trips(tmp_path):
     assert len(ids) == len(make_windows(12, 4, 2)) and ids.tokens == 1
     blob = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
     assert blob["state"]["step"] == 3 and blob["optimizer"]["state"]
-    store = TuningStore(tmp_path.parent)
+    store = TuningStore(root)
     assert [e["key"] for e in store.list()] == [tmp_path.name]
 
 
