@@ -273,16 +273,23 @@ def _run_rank(rank: int, fn, args, kwargs, world_size: int, init_method: str, de
     ctx.close()
 
 
-def _raise_first_error(out: Path, world_size: int, fallback: BaseException) -> None:
-    """Turn the ranks' error reports into one exception: the rank that caused it, not the ones it stopped."""
+def _raise_first_error(out: Path, world_size: int, exc) -> None:
+    """Turn the ranks' error reports into one exception: the rank that caused it, not the ones it stopped.
+
+    `exc` is torch's report of the first rank to exit badly; with no report of its own, that rank died
+    outright (killed, out of host memory, os._exit), and the others' collective errors are only echoes.
+    """
     reports = []
     for rank in range(world_size):
         path = out / f"rank{rank}.error.json"
         if path.is_file():
             reports.append((rank, json.loads(path.read_text())))
-    if not reports:
-        raise RankFailed(f"A GPU rank stopped unexpectedly ({fallback}). It may have run out of memory; "
-                         "every rank of the job was stopped.") from None
+    first = getattr(exc, "error_index", None)
+    if not reports or (first is not None and first not in dict(reports)):
+        code = getattr(exc, "exit_code", None)
+        how = f"exit code {code}" if code is not None else str(exc).strip().splitlines()[0]
+        raise RankFailed(f"GPU rank {first if first is not None else '?'} of {world_size} stopped unexpectedly "
+                         f"({how}); it may have run out of memory. Every rank of the job was stopped.") from None
     causes = [(rank, r) for rank, r in reports if not r["peer"] and not r["cancelled"]]
     if not causes and any(r["cancelled"] for _, r in reports):
         raise Cancelled("The job was cancelled.")
