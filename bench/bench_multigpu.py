@@ -180,7 +180,13 @@ def main() -> None:
             "job": f"{args.frames} frames, {args.size}x{args.size}, {args.steps} DDIM steps, CFG {args.guidance}, "
                    f"{args.windows_per_call} windows per call, {'fp32 tiny models' if args.smoke else 'fp16'}",
             "command": "python " + " ".join(sys.argv)}
-    rows, reference = [], None
+    out = Path(args.out)
+    name = f"multigpu_{args.model}{'_smoke' if args.smoke else ''}"
+    # a run of only --gpus 4 (e.g. to stay under a time limit) keeps the earlier rows and their 1-GPU time
+    earlier = json.loads((out / f"{name}.json").read_text())["rows"] if (out / f"{name}.json").is_file() else []
+    earlier = [r for r in earlier if r["gpus"] not in args.gpus]
+    one = [r for r in earlier if r["gpus"] == 1]
+    rows, reference = [], ((one[0]["seconds"], None) if one and 1 not in args.gpus else None)
     for world in args.gpus:
         row, latents = measure(args, world)
         if world == 1:
@@ -188,11 +194,11 @@ def main() -> None:
         if reference is not None:
             row["speedup"] = round(reference[0] / row["seconds"], 2)
             row["efficiency"] = f"{100 * row['speedup'] / world:.0f} %"
-            row["max_abs_diff_vs_1"] = f"{(latents - reference[1]).abs().max().item():.2e}"
+            if reference[1] is not None:
+                row["max_abs_diff_vs_1"] = f"{(latents - reference[1]).abs().max().item():.2e}"
         rows.append(row)
-    out = Path(args.out)
+    rows = sorted(earlier + rows, key=lambda r: r["gpus"])
     out.mkdir(parents=True, exist_ok=True)
-    name = f"multigpu_{args.model}{'_smoke' if args.smoke else ''}"
     (out / f"{name}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     suffix = "_smoke" if args.smoke else ""
     runs = [json.loads((out / f"multigpu_{m}{suffix}.json").read_text()) for m in ("animatediff", "sd")
