@@ -140,6 +140,68 @@ def plan_batches(num_windows: int, windows_per_call: int) -> list[list[int]]:
     return [list(range(a, a + n)) for a, n in zip(starts, sizes)]
 
 
+def window_calls(indices: Sequence[int], windows_per_call: int, batched: bool) -> list[list[int]]:
+    """The model calls that cover `indices`: balanced stacks for a denoise_batch, one window per call else."""
+    indices = list(indices)
+    if not batched:
+        return [[i] for i in indices]
+    return [[indices[k] for k in group] for group in plan_batches(len(indices), windows_per_call)]
+
+
+def check_windows(windows: Sequence[Window], weights: Sequence[torch.Tensor], num_frames: int, device) -> list:
+    """Each window's frame indices in the long video; ValueError when windows and weights W_i disagree."""
+    if len(windows) != len(weights):
+        raise ValueError(f"Got {len(windows)} windows but {len(weights)} weight vectors.")
+    frame_idx = [window_frames(w, num_frames).to(device) for w in windows]
+    for i, idx in enumerate(frame_idx):
+        if weights[i].numel() != idx.numel():
+            raise ValueError(f"Window {i} has {idx.numel()} frames but {weights[i].numel()} weights.")
+    return frame_idx
+
+
+def add_window_outputs(acc: torch.Tensor, x: torch.Tensor, t, frame_idx, weights, call: Sequence[int],
+                       denoise: Optional[Denoise], denoise_batch: Optional[DenoiseBatch], frame_dim: int) -> None:
+    """One model call: denoise the windows in `call` and add W_i F_i^T(out_i) into `acc` (frames on dim 2).
+
+    x is the long video with frames on dim 2; the callables see (and return) frames on `frame_dim`.
+    """
+    def frames_on(tensor: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+        return tensor.movedim(src, dst) if src != dst else tensor
+
+    def merge(i: int, out: torch.Tensor) -> None:
+        w = weights[i].to(device=acc.device, dtype=acc.dtype)
+        acc.index_add_(2, frame_idx[i], out.to(acc.dtype) * w.view(1, 1, -1, 1, 1))
+
+    inputs = [frames_on(x.index_select(2, frame_idx[i]), 2, frame_dim) for i in call]
+    if denoise_batch is None:
+        for i, chunk in zip(call, inputs):
+            merge(i, frames_on(denoise(chunk, t, i), frame_dim, 2))
+        return
+    rows = x.shape[0]
+    out = frames_on(denoise_batch(torch.cat(inputs, dim=0), t, list(call)), frame_dim, 2)
+    if out.shape[0] != rows * len(call):
+        raise ValueError("denoise_batch returned a different batch size than it was given.")
+    for k, i in enumerate(call):
+        merge(i, out[k * rows:(k + 1) * rows])
+
+
+def weight_sum(frame_idx, weights, num_frames: int, dtype, device) -> torch.Tensor:
+    """sum_i W_i per frame (the denominator of the fusion); ValueError when a frame has no positive weight."""
+    wsum = torch.zeros(num_frames, dtype=dtype, device=device)
+    for i, idx in enumerate(frame_idx):
+        wsum.index_add_(0, idx, weights[i].to(device=device, dtype=dtype))
+    if bool((wsum <= 0).any()):
+        missing = torch.nonzero(wsum <= 0).flatten().tolist()
+        raise ValueError(f"Frames {missing[:10]} are not covered by any window with positive weight.")
+    return wsum
+
+
+def fuse(acc: torch.Tensor, wsum: torch.Tensor, dtype, frame_dim: int) -> torch.Tensor:
+    """sum_i W_i F_i^T(out_i) / sum_i W_i per frame, back in the latents' dtype and layout."""
+    fused = (acc / wsum.view(1, 1, -1, 1, 1)).to(dtype)
+    return fused.movedim(2, frame_dim) if frame_dim != 2 else fused
+
+
 def co_denoise(
     latents: torch.Tensor,
     t,
@@ -158,50 +220,16 @@ def co_denoise(
     denoise_batch(stacked, t, indices) -> outputs for several windows stacked on dim 0 (each window's
     batch rows kept together, in order); used when given, `windows_per_call` windows at a time.
     Returns sum_i W_i F_i^T(out_i) / sum_i W_i per frame, in latents' dtype.
+    (genl/distributed.py runs the same steps with the windows spread over processes.)
     """
     if denoise is None and denoise_batch is None:
         raise TypeError("co_denoise needs a denoise or a denoise_batch callable.")
-    if len(windows) != len(weights):
-        raise ValueError(f"Got {len(windows)} windows but {len(weights)} weight vectors.")
     x = latents.movedim(frame_dim, 2) if frame_dim != 2 else latents
     num_frames = x.shape[2]
+    frame_idx = check_windows(windows, weights, num_frames, x.device)
     acc_dtype = torch.promote_types(x.dtype, torch.float32)  # fp16 models still average in fp32
     acc = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
-    wsum = torch.zeros(num_frames, dtype=acc_dtype, device=x.device)
-    frame_idx = [window_frames(w, num_frames).to(x.device) for w in windows]
-    for i, idx in enumerate(frame_idx):
-        if weights[i].numel() != idx.numel():
-            raise ValueError(f"Window {i} has {idx.numel()} frames but {weights[i].numel()} weights.")
-
-    def merge(i: int, out: torch.Tensor) -> None:
-        w = weights[i].to(device=x.device, dtype=acc_dtype)
-        acc.index_add_(2, frame_idx[i], out.to(acc_dtype) * w.view(1, 1, -1, 1, 1))
-        wsum.index_add_(0, frame_idx[i], w)
-
-    def window_input(i: int) -> torch.Tensor:
-        chunk = x.index_select(2, frame_idx[i])
-        return chunk.movedim(2, frame_dim) if frame_dim != 2 else chunk
-
-    def to_frames_on_2(out: torch.Tensor) -> torch.Tensor:
-        return out.movedim(frame_dim, 2) if frame_dim != 2 else out
-
-    if denoise_batch is not None:
-        rows = x.shape[0]
-        for group in plan_batches(len(windows), windows_per_call):
-            stacked = torch.cat([window_input(i) for i in group], dim=0)
-            out = to_frames_on_2(denoise_batch(stacked, t, group))
-            if out.shape[0] != rows * len(group):
-                raise ValueError("denoise_batch returned a different batch size than it was given.")
-            for k, i in enumerate(group):
-                merge(i, out[k * rows:(k + 1) * rows])
-    else:
-        for i in range(len(windows)):
-            out = to_frames_on_2(denoise(window_input(i), t, i))
-            merge(i, out)
-
-    if bool((wsum <= 0).any()):
-        missing = torch.nonzero(wsum <= 0).flatten().tolist()
-        raise ValueError(f"Frames {missing[:10]} are not covered by any window with positive weight.")
-    fused = acc / wsum.view(1, 1, -1, 1, 1)
-    fused = fused.to(latents.dtype)
-    return fused.movedim(2, frame_dim) if frame_dim != 2 else fused
+    for call in window_calls(range(len(windows)), windows_per_call, denoise_batch is not None):
+        add_window_outputs(acc, x, t, frame_idx, weights, call, denoise, denoise_batch, frame_dim)
+    wsum = weight_sum(frame_idx, weights, num_frames, acc_dtype, x.device)
+    return fuse(acc, wsum, latents.dtype, frame_dim)
