@@ -9,7 +9,8 @@ position-jump metrics ("elsewhere" = ordinary adjacent frames, not at a window s
   0.05; growing: area x1.4; bouncing: rises >= 0.1 above its start and comes back within 0.1);
 - seconds per video on this device.
 
-Each config is scheduler:steps:S (M = 16, e.g. ddim:50:4 is the web page's default job). A first row scores the
+Each config is scheduler:steps:S[:spacing] (M = 16; ddim:50:4 is the web page's default job; a spacing of
+"trailing" starts few-step samplers from the last training timestep, as Lin et al. 2024 recommend). A first row scores the
 world's own renders (what a perfect generator gets).
 
     python bench/quality_motion.py --model assets/demo-model --videos 8 --num-frames 64 \
@@ -77,12 +78,16 @@ def motion_metrics(frames: np.ndarray, timeline, clip_length: int = 16) -> dict:
     return out
 
 
-def parse_config(text: str) -> tuple[str, int, int]:
+def parse_config(text: str) -> tuple[str, int, int, dict]:
+    """scheduler:steps:S[:spacing], e.g. ddim:50:4 or dpm++:15:8:trailing (timestep spacing override)."""
+    parts = text.split(":")
     try:
-        name, steps, stride = text.split(":")
-        return name, int(steps), int(stride)
-    except ValueError as err:
-        raise ValueError(f"A config is scheduler:steps:S, e.g. ddim:50:4 (got '{text}').") from err
+        name, steps, stride = parts[0], int(parts[1]), int(parts[2])
+    except (IndexError, ValueError) as err:
+        raise ValueError(f"A config is scheduler:steps:S[:spacing], e.g. ddim:50:4 (got '{text}').") from err
+    if len(parts) > 4 or (len(parts) == 4 and parts[3] not in ("leading", "trailing", "linspace")):
+        raise ValueError(f"The timestep spacing must be leading, trailing or linspace (got '{text}').")
+    return name, steps, stride, ({"timestep_spacing": parts[3]} if len(parts) == 4 else {})
 
 
 def specs(args) -> list:
@@ -122,8 +127,8 @@ def main(argv=None):
     pipe = ModelManager().get("animatediff", args.model, device=args.device)
     base_config = pipe.scheduler.config
     for text in args.configs.split(","):
-        name, steps, stride = parse_config(text)
-        pipe.scheduler = make_scheduler(name, base_config)
+        name, steps, stride, spacing = parse_config(text)
+        pipe.scheduler = make_scheduler(name, {**base_config, **spacing})
         per_video, seconds = [], []
         for v, spec in enumerate(videos):
             timeline = long_video_timeline(spec)

@@ -90,3 +90,16 @@ def test_motion_stage_alone_keeps_2d_weights(tmp_path):
     assert all(torch.equal(before[k].half(), after[k]) for k in before if "motion_modules" not in k)
     assert any(not torch.equal(before[k].half(), after[k]) for k in motion_keys)
     assert (out / "unet_2d" / "config.json").exists() and (out / "training_log_motion.json").exists()
+
+
+def test_config_text():
+    from quality_motion import parse_config
+
+    assert parse_config("ddim:50:4") == ("ddim", 50, 4, {})
+    assert parse_config("dpm++:15:8:trailing") == ("dpm++", 15, 8, {"timestep_spacing": "trailing"})
+    for bad in ("ddim:50", "ddim:x:4", "ddim:50:4:sideways"):
+        try:
+            parse_config(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
