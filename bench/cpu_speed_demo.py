@@ -66,7 +66,8 @@ def time_run(pipe, timeline, steps: int, stride: int, per_call: int) -> dict:
 # (threads, windows per call, channels-last); "one" is for a busy machine, where two threads spin-wait on
 # each other and their timings say more about the neighbours than about the model
 UNIT_CASES = {"all": [(2, 1, False), (2, 2, False), (2, 4, False), (1, 1, False), (1, 4, False), (2, 4, True)],
-              "one": [(1, 1, False), (1, 4, False), (1, 4, True), (1, 13, False)]}
+              "one": [(1, 1, False), (1, 4, False), (1, 4, True), (1, 13, False)],
+              "ab": [(1, 1, False), (1, 4, False), (1, 4, True), (2, 1, False), (2, 4, False), (2, 4, True)]}
 
 
 def _best(fn, repeats: int) -> float:
