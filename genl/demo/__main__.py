@@ -10,9 +10,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m genl.demo")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the demo model from scratch on the shapes world")
-    add_config_args(t, TrainConfig(), ("out", "minutes_vae", "minutes_unet", "minutes_motion", "max_minutes",
-                                       "clips", "batch_vae", "batch_unet", "batch_motion", "lr_vae", "lr_unet",
-                                       "lr_motion", "warmup", "log_every", "seed"))
+    add_config_args(t, TrainConfig(), ("out", "stage", "init", "minutes_vae", "minutes_unet", "minutes_motion",
+                                       "max_minutes", "clips", "batch_vae", "batch_unet", "batch_motion",
+                                       "motion_videos", "lr_vae", "lr_unet", "lr_motion", "warmup", "warmup_motion",
+                                       "ema_motion", "log_every", "seed"))
+    t.add_argument("--motion-mix", type=float, nargs=3, default=TrainConfig().motion_mix,
+                   help="shares of 16-frame clips, 17..64-frame segments and 64..128-frame multi-prompt videos")
+    t.add_argument("--no-motion-warm-start", dest="motion_warm_start", action="store_false",
+                   help="start the motion modules from scratch even when --init has matching ones")
+    t.add_argument("--motion-layers", type=int, default=1,
+                   help="temporal transformer layers per motion module (a new value starts them from scratch)")
     t.add_argument("--tiny", action="store_true", help="tiny sizes for a quick CPU check of the script")
     e = sub.add_parser("evaluate", help="parse accuracy of generated videos against their prompts")
     e.add_argument("--model", default="demo")
@@ -26,12 +33,15 @@ def main(argv=None) -> int:
     e.add_argument("-S", "--stride", type=int, default=8)
     args = ap.parse_args(argv)
     if args.command == "train":
-        kw = {k: v for k, v in vars(args).items() if k not in ("command", "tiny")}
+        kw = {k: v for k, v in vars(args).items() if k not in ("command", "tiny", "motion_layers")}
+        kw["motion_mix"] = tuple(kw["motion_mix"])
         cfg = TrainConfig(**kw)
+        cfg.model.motion_transformer_layers = args.motion_layers
         if args.tiny:
             from .components import ModelConfig
             cfg.model = ModelConfig(size=32, vae_channels=(8, 16), unet_channels=(16, 32, 32), text_dim=32,
-                                    text_layers=1, norm_groups=8, attention_heads=2, motion_heads=2)
+                                    text_layers=1, norm_groups=8, attention_heads=2, motion_heads=2,
+                                    motion_transformer_layers=args.motion_layers)
         from .train import train
         train(cfg)
         return 0

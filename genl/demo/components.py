@@ -28,6 +28,7 @@ class ModelConfig:
     unet_layers_per_block: int = 1
     attention_heads: int = 8
     motion_heads: int = 8
+    motion_transformer_layers: int = 1  # temporal transformer layers per motion module (capacity of stage 3)
     norm_groups: int = 32
 
     def to_dict(self) -> dict:
@@ -79,6 +80,8 @@ def build_motion_adapter(cfg: ModelConfig):
     from diffusers import MotionAdapter
 
     return MotionAdapter(block_out_channels=cfg.unet_channels, motion_layers_per_block=cfg.unet_layers_per_block,
+                         motion_transformer_layers_per_block=cfg.motion_transformer_layers,
+                         motion_transformer_layers_per_mid_block=cfg.motion_transformer_layers,
                          motion_num_attention_heads=cfg.motion_heads, motion_norm_num_groups=cfg.norm_groups,
                          motion_max_seq_length=32)
 

@@ -3,7 +3,8 @@
 1. VAE (L1 + MSE + a small KL) on single frames; scaling_factor = 1 / std of its latents.
 2. Text encoder + UNet2DConditionModel from scratch on single frames with their clip's caption
    (epsilon prediction, SD's scaled-linear betas, 10 % empty captions for classifier-free guidance).
-3. AnimateDiff motion modules on 16-frame clips, the 2D weights and the text encoder frozen.
+3. AnimateDiff motion modules on 16-frame windows of rendered long videos, the 2D weights and the text
+   encoder frozen (`genl.demo.train_motion`; `stage="motion"` retrains it alone on a finished bundle).
 The result is one AnimateDiff-format folder plus `unet_2d/config.json`, from which genl/models.py
 rebuilds the image UNet by dropping the motion modules' weights.
 """
@@ -25,11 +26,14 @@ from genl.demo.world import caption, random_clip, render_clip
 
 from .components import (ModelConfig, build_motion_adapter, build_scheduler, build_text_encoder, build_tokenizer,
                          build_unet, build_vae)
+from .train_motion import motion_data_for, save_bundle, train_motion_modules, train_motion_stage_only
 
 
 @dataclass
 class TrainConfig:
     out: str = "assets/demo-model"
+    stage: str = "all"              # "all": every stage from scratch; "motion": stage 3 alone on `init`
+    init: str = ""                  # bundle whose VAE, text encoder and 2D UNet the motion stage starts from
     minutes_vae: float = 1.5
     minutes_unet: float = 4.0
     minutes_motion: float = 3.0
@@ -37,12 +41,17 @@ class TrainConfig:
     clips: int = 4000               # pre-rendered 16-frame clips (frames for stages 1-2 come from them too)
     batch_vae: int = 64
     batch_unet: int = 256
-    batch_motion: int = 24          # clips of 16 frames
+    batch_motion: int = 32          # windows of 16 frames
+    motion_videos: int = 3000       # rendered videos the motion windows are cut from
+    motion_mix: tuple = (1.0, 1.0, 2.0)  # shares of 16-frame clips, 17..64-frame segments, 64..128-frame videos
+    motion_warm_start: bool = True  # start from init's motion modules when their config is unchanged
     lr_vae: float = 5e-4
     lr_unet: float = 5e-4
     lr_motion: float = 5e-4
     warmup: int = 200
+    warmup_motion: int = 100
     ema: float = 0.999
+    ema_motion: float = 0.999
     caption_dropout: float = 0.1
     log_every: int = 50
     seed: int = 0
@@ -134,7 +143,13 @@ def _autocast(device):
 
 
 def train(cfg: TrainConfig) -> dict:
-    from diffusers import AnimateDiffPipeline, UNetMotionModel
+    if cfg.stage == "motion":
+        if not cfg.init:
+            raise ValueError("Training the motion stage alone needs --init: the bundle to start from.")
+        return train_motion_stage_only(cfg)
+    if cfg.stage != "all":
+        raise ValueError(f"Unknown stage '{cfg.stage}'. Choose 'all' or 'motion'.")
+    from diffusers import UNetMotionModel
 
     t0 = time.time()
     device, log = start_run(cfg)
@@ -225,35 +240,16 @@ def train(cfg: TrainConfig) -> dict:
     del unet, text_encoder
     ema_te.requires_grad_(False)
 
-    # ---- stage 3: motion modules
-    adapter = build_motion_adapter(mc)
-    motion = UNetMotionModel.from_unet2d(ema_unet, adapter).to(device).train()
-    motion.freeze_unet2d_params()
-    trainable = [p for p in motion.parameters() if p.requires_grad]
+    # ---- stage 3: motion modules on windows of long videos
+    data = motion_data_for(vae, tok, cfg, device, _autocast(device), log)
+    motion = UNetMotionModel.from_unet2d(ema_unet, build_motion_adapter(mc)).to(device)
     minutes = cfg.minutes_motion
     if cfg.max_minutes > 0:
         minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.5))
-    st = Stage("motion", trainable, cfg.lr_motion, minutes, cfg.warmup // 2, cfg.log_every)
-    while st.running():
-        ci = torch.randint(n_clips, (cfg.batch_motion,), device=device)
-        z = latents(ci).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
-        zt, noise, t = noised(z)
-        with torch.no_grad(), _autocast(device):
-            emb = ema_te(caption_ids(ci))[0].repeat_interleave(16, dim=0)
-        with _autocast(device):
-            pred = motion(zt, t, encoder_hidden_states=emb).sample
-        st.update(F.mse_loss(pred.float(), noise))
-    log["stages"]["motion"] = st.summary()
-
-    # ---- save: fp16 AnimateDiff folder + the image UNet's config
-    motion.eval().requires_grad_(False)
-    adapter.load_state_dict({k: v for k, v in motion.state_dict().items() if "motion_modules" in k}, strict=True)
+    motion, log["stages"]["motion"] = train_motion_modules(motion, ema_te, tok, data, sched, cfg, Stage, minutes,
+                                                           device, _autocast(device))
+    save_bundle(cfg.out, vae, ema_te, tok, motion, build_motion_adapter(mc), sched, ema_unet)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pipe = AnimateDiffPipeline(vae=vae.half().cpu(), text_encoder=ema_te.half().cpu(), tokenizer=tok,
-                               unet=motion.half().cpu(), motion_adapter=adapter.half().cpu(), scheduler=sched)
-    pipe.save_pretrained(out, max_shard_size="15MB")
-    ema_unet.save_config(out / "unet_2d")
     log["total_seconds"] = round(time.time() - t0, 1)
     (out / "training_log.json").write_text(json.dumps(log, indent=1))
     print(f"saved {out} in {log['total_seconds']}s", flush=True)

@@ -1,0 +1,172 @@
+"""Motion inside clips on the synthetic world (issue 12): does the object keep its identity, move smoothly, and
+move the way its segment's caption says, under one or more sampler settings?
+
+Per video (the quality benchmark's long videos, `random_long_video(1000 + v)`), every frame is parsed by
+`genl.demo.world_parse.parse_frame`, and we report, besides `bench/quality.py`'s alignment / identity-change /
+position-jump metrics ("elsewhere" = ordinary adjacent frames, not at a window seam or a prompt change):
+- direction: share of segments whose parsed track does what the caption says (moving left/right/up/down:
+  >= 0.15 of the 0.3 travel along the axis and more than across it; staying still: the object stays within
+  0.05; growing: area x1.4; bouncing: rises >= 0.1 above its start and comes back within 0.1);
+- seconds per video on this device.
+
+Each config is scheduler:steps:S[:spacing] (M = 16; ddim:50:4 is the web page's default job; a spacing of
+"trailing" starts few-step samplers from the last training timestep, as Lin et al. 2024 recommend). A first row scores the
+world's own renders (what a perfect generator gets).
+
+    python bench/quality_motion.py --model assets/demo-model --videos 8 --num-frames 64 \
+        --configs ddim:50:4,dpm++:15:8 --tag new --out bench/results
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from genl.demo.world import HOP, TRAVEL, long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402,E501
+from genl.demo.world_parse import parse_frame  # noqa: E402
+from quality import video_metrics  # noqa: E402
+
+MIN_TRAVEL = TRAVEL / 2
+STILL_RADIUS = 0.05
+GROW_AREA = 1.4
+MIN_HOP = 0.4 * HOP
+
+
+def motion_followed(parsed: list, motion: str) -> bool:
+    """Whether the parsed frames of one segment show `motion` (see the module docstring for the rules)."""
+    found = [p for p in parsed if p.x is not None]
+    if len(found) < max(4, len(parsed) // 2):
+        return False
+    xs, ys = np.array([p.x for p in found]), np.array([p.y for p in found])
+    k = max(2, len(found) // 8)
+    dx, dy = np.median(xs[-k:]) - np.median(xs[:k]), np.median(ys[-k:]) - np.median(ys[:k])
+    if motion in ("left", "right"):
+        along = dx if motion == "right" else -dx
+        return bool(along >= MIN_TRAVEL and along > abs(dy))
+    if motion in ("up", "down"):
+        along = dy if motion == "down" else -dy
+        return bool(along >= MIN_TRAVEL and along > abs(dx))
+    if motion == "still":
+        cx, cy = np.median(xs), np.median(ys)
+        return bool(np.percentile(np.hypot(xs - cx, ys - cy), 90) <= STILL_RADIUS)
+    if motion == "grow":
+        sizes = np.array([p.size for p in found])
+        return bool(np.median(sizes[-k:]) >= GROW_AREA * np.median(sizes[:k]))
+    if motion == "bounce":
+        start = np.median(ys[:k])
+        return bool(start - ys.min() >= MIN_HOP and abs(dy) <= 0.1)
+    raise ValueError(f"Unknown motion '{motion}'.")
+
+
+def motion_metrics(frames: np.ndarray, timeline, clip_length: int = 16) -> dict:
+    """quality.video_metrics plus the share of segments whose caption's motion is followed."""
+    out = video_metrics(frames, timeline, clip_length)
+    parsed = [parse_frame(f) for f in frames]
+    followed = [motion_followed(parsed[a:b + 1], parse_caption(text)["motion"]) for a, b, text in timeline]
+    out["direction"] = float(np.mean(followed))
+    return out
+
+
+def parse_config(text: str) -> tuple[str, int, int, dict]:
+    """scheduler:steps:S[:spacing], e.g. ddim:50:4 or dpm++:15:8:trailing (timestep spacing override)."""
+    parts = text.split(":")
+    try:
+        name, steps, stride = parts[0], int(parts[1]), int(parts[2])
+    except (IndexError, ValueError) as err:
+        raise ValueError(f"A config is scheduler:steps:S[:spacing], e.g. ddim:50:4 (got '{text}').") from err
+    if len(parts) > 4 or (len(parts) == 4 and parts[3] not in ("leading", "trailing", "linspace")):
+        raise ValueError(f"The timestep spacing must be leading, trailing or linspace (got '{text}').")
+    return name, steps, stride, ({"timestep_spacing": parts[3]} if len(parts) == 4 else {})
+
+
+def specs(args) -> list:
+    return [random_long_video(seed=1000 + v, num_frames=args.num_frames) for v in range(args.videos)]
+
+
+def mean_row(rows: list[dict]) -> dict:
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+
+COLS = ["config", "direction", "id_change_elsewhere", "jump_elsewhere", "align_colour", "align_shape",
+        "align_background", "align_all", "id_change_at_seams", "jump_at_seams", "jump_at_transitions",
+        "seconds_per_video"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--num-frames", type=int, default=None, help="fixed length (default: the benchmark's 64..128)")
+    ap.add_argument("--configs", default="ddim:50:4")
+    ap.add_argument("--guidance", type=float, default=7.5)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--weights", default="flat")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tag", default="demo")
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args(argv)
+    from genl.models import ModelManager
+    from genl.sampling import make_scheduler
+    from genl.timeline import Timeline
+
+    videos = specs(args)
+    rows = [{"config": "rendered ground truth"} | mean_row(
+        [motion_metrics(render_long_video(s, args.size), long_video_timeline(s)) for s in videos])]
+    rows[0]["seconds_per_video"] = 0.0
+    pipe = ModelManager().get("animatediff", args.model, device=args.device)
+    base_config = pipe.scheduler.config
+    for text in args.configs.split(","):
+        name, steps, stride, spacing = parse_config(text)
+        pipe.scheduler = make_scheduler(name, {**base_config, **spacing})
+        per_video, seconds = [], []
+        for v, spec in enumerate(videos):
+            timeline = long_video_timeline(spec)
+            t0 = time.perf_counter()
+            out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
+                       num_inference_steps=steps, guidance_scale=args.guidance, clip_length=16, stride=stride,
+                       weights=args.weights, seed=v)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - t0)
+            per_video.append(motion_metrics(out.frames, timeline))
+        row = {"config": text} | mean_row(per_video) | {"seconds_per_video": float(np.mean(seconds))}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write(args, rows)
+
+
+def write(args, rows: list[dict]) -> None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    info = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+            "torch": torch.__version__, "model": args.model, "videos": args.videos,
+            "frames": args.num_frames or "64..128", "guidance": args.guidance, "size": args.size,
+            "weights": args.weights, "commit": commit, "date": time.strftime("%Y-%m-%d")}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality_motion_{args.tag}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    lines = [f"# Motion inside clips on the synthetic world ({args.tag})", "",
+             "Setup: " + ", ".join(f"{k}={v}" for k, v in info.items()), "",
+             "| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
+    for r in rows:
+        lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in COLS) + " |")
+    (out / f"quality_motion_{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Stage 3 of the demo model: AnimateDiff motion modules on 16-frame windows of rendered long videos.
+
+Why windows of long videos rather than 16-frame clips only: at generation time each co-denoised clip F_i
+sees a 16-frame window of a 64..128-frame video whose segments last 16..64 frames, so objects cover the
+caption's travel at many speeds and windows straddle prompt changes. Training on the same windows, with
+the same per-window text condition the pipeline builds (the segments' embeddings weighted by their share of
+the window's frames, `Timeline.window_weights` + linear `mix_embeddings`), closes that gap. The 2D UNet,
+VAE and text encoder stay frozen (the image pipelines reuse the 2D weights), only the motion modules learn,
+and their EMA is what gets saved.
+
+`python -m genl.demo train --stage motion --init assets/demo-model --out ...` retrains this stage alone on
+top of a finished bundle.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genl.demo.world import caption, random_long_video, render_long_video
+
+WINDOW = 16  # M: frames the motion modules see at once
+
+
+@dataclass
+class MotionData:
+    """Latent posteriors of every rendered frame plus what the window sampler needs to condition them."""
+    means: torch.Tensor       # (T, C, h, w) all videos' frames, concatenated
+    stds: torch.Tensor        # (T, C, h, w)
+    segment: torch.Tensor     # (T,) index into `ids` of each frame's segment caption
+    offsets: torch.Tensor     # (V,) first frame of each video in the concatenation
+    lengths: torch.Tensor     # (V,) frames per video (>= WINDOW)
+    ids: torch.Tensor         # (segments, tokens) caption token ids
+    scaling: float
+
+
+def video_specs(n: int, seed: int, mix: tuple[float, float, float]) -> list:
+    """n long-video specs: single 16-frame clips, single segments of 17..64 frames (slower motion) and
+    multi-prompt videos of 64..128 frames (2..4 segments), in the proportions `mix`."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(3, size=n, p=np.asarray(mix) / sum(mix))
+    specs = []
+    for i, kind in enumerate(kinds):
+        s = 50_000_000 + seed * 1_000_003 + i  # far from the quality benchmark's seeds 1000..
+        if kind == 0:
+            specs.append(random_long_video(s, num_frames=WINDOW, num_segments=1))
+        elif kind == 1:
+            specs.append(random_long_video(s, num_frames=int(rng.integers(WINDOW + 1, 65)), num_segments=1))
+        else:
+            specs.append(random_long_video(s))
+    return specs
+
+
+def _render(args):
+    spec, size = args
+    return render_long_video(spec, size)
+
+
+def render_videos(specs: list, size: int) -> list[np.ndarray]:
+    """Frames of every spec, rendered on every CPU core (at most 16)."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(min(16, mp.cpu_count())) as pool:
+        return pool.map(_render, [(s, size) for s in specs], chunksize=8)
+
+
+@torch.no_grad()
+def encode_videos(vae, videos: list[np.ndarray], specs: list, tokenizer, max_length: int, device,
+                  autocast) -> MotionData:
+    """VAE posteriors of all frames and the caption of each frame's segment."""
+    means, stds, seg_of_frame, captions = [], [], [], []
+    for frames, spec in zip(videos, specs):
+        for seg in spec.segments:
+            seg_of_frame += [len(captions)] * (seg.last - seg.first + 1)
+            captions.append(caption(seg))
+    flat = np.concatenate(videos)
+    for i in range(0, len(flat), 512):
+        x = torch.from_numpy(flat[i:i + 512]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with autocast:
+            post = vae.encode(x).latent_dist
+        means.append(post.mean.float())
+        stds.append(post.std.float())
+    lengths = torch.tensor([len(v) for v in videos], device=device)
+    ids = tokenizer(captions, padding="max_length", max_length=max_length, truncation=True).input_ids
+    return MotionData(torch.cat(means), torch.cat(stds), torch.tensor(seg_of_frame, device=device),
+                      torch.cumsum(lengths, 0) - lengths, lengths, torch.tensor(ids, device=device),
+                      float(vae.config.scaling_factor))
+
+
+def sample_windows(data: MotionData, batch: int) -> torch.Tensor:
+    """(batch, WINDOW) frame indices: a uniformly chosen video, then a uniformly chosen window of it."""
+    v = torch.randint(len(data.lengths), (batch,), device=data.lengths.device)
+    start = data.offsets[v] + (torch.rand(batch, device=v.device) * (data.lengths[v] - WINDOW + 1)).long()
+    return start[:, None] + torch.arange(WINDOW, device=v.device)
+
+
+def window_condition(text_encoder, data: MotionData, frames: torch.Tensor, empty_ids: torch.Tensor,
+                     dropout: float) -> torch.Tensor:
+    """Per-window text states (batch, tokens, dim) exactly as the pipeline mixes them: the mean of the
+    frames' segment embeddings; `dropout` of the windows get the empty caption (classifier-free guidance)."""
+    b = frames.shape[0]
+    segs, inverse = torch.unique(data.segment[frames], return_inverse=True)
+    emb = text_encoder(data.ids[segs])[0].float()
+    window = emb[inverse].mean(dim=1)  # (b, tokens, dim)
+    empty = text_encoder(empty_ids)[0].float().expand_as(window)
+    drop = (torch.rand(b, device=frames.device) < dropout)[:, None, None]
+    return torch.where(drop, empty, window)
+
+
+def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sched, cfg, stage_cls, minutes: float,
+                         device, autocast) -> tuple[torch.nn.Module, dict]:
+    """Train the motion modules of `motion` (a UNetMotionModel whose 2D weights are frozen); returns the
+    EMA copy of the model and the stage summary."""
+    motion.freeze_unet2d_params()
+    motion.train()
+    text_encoder.eval().requires_grad_(False)
+    names = [n for n, p in motion.named_parameters() if p.requires_grad]
+    trainable = [p for p in motion.parameters() if p.requires_grad]
+    ema = copy.deepcopy(motion).eval().requires_grad_(False)
+    ema_params = [dict(ema.named_parameters())[n] for n in names]
+    alphas = sched.alphas_cumprod.to(device)
+    empty = torch.tensor(tokenizer([""], padding="max_length", max_length=data.ids.shape[1]).input_ids,
+                         device=device)
+    st = stage_cls("motion", trainable, cfg.lr_motion, minutes, cfg.warmup_motion, cfg.log_every)
+    while st.running():
+        frames = sample_windows(data, cfg.batch_motion)
+        z = (data.means[frames] + data.stds[frames] * torch.randn_like(data.means[frames])) * data.scaling
+        z = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        t = torch.randint(0, sched.config.num_train_timesteps, (z.shape[0],), device=device)
+        noise = torch.randn_like(z)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        zt = a.sqrt() * z + (1 - a).sqrt() * noise
+        with torch.no_grad(), autocast:
+            states = window_condition(text_encoder, data, frames, empty, cfg.caption_dropout)
+        with autocast:
+            pred = motion(zt, t, encoder_hidden_states=states.repeat_interleave(WINDOW, dim=0)).sample
+        st.update(F.mse_loss(pred.float(), noise))
+        decay = min(cfg.ema_motion, (1 + st.step) / (10 + st.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, trainable, 1 - decay)
+    return ema, st.summary()
+
+
+def motion_data_for(vae, tokenizer, cfg, device, autocast, log: dict) -> MotionData:
+    """Render cfg.motion_videos long videos and encode them; timings go to `log`."""
+    t0 = time.time()
+    specs = video_specs(cfg.motion_videos, cfg.seed, tuple(cfg.motion_mix))
+    videos = render_videos(specs, cfg.model.size)
+    log["motion_render_seconds"] = round(time.time() - t0, 1)
+    data = encode_videos(vae, videos, specs, tokenizer, cfg.model.max_length, device, autocast)
+    log["motion_frames"] = int(data.means.shape[0])
+    log["motion_videos"] = len(specs)
+    print(f"motion data: {len(specs)} videos, {data.means.shape[0]} frames, {len(data.ids)} segments "
+          f"in {time.time() - t0:.0f}s", flush=True)
+    return data
+
+
+def train_motion_stage_only(cfg) -> dict:
+    """Retrain the motion modules on top of the bundle in cfg.init; write the new bundle to cfg.out."""
+    from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
+
+    from .train import Stage, _autocast, start_run
+
+    t0 = time.time()
+    device, log = start_run(cfg)
+    log["stages"] = {}
+    init = Path(cfg.init)
+    pipe = AnimateDiffPipeline.from_pretrained(init, torch_dtype=torch.float32)
+    vae = pipe.vae.to(device).eval().requires_grad_(False)
+    text_encoder = pipe.text_encoder.to(device).eval().requires_grad_(False)
+    autocast = _autocast(device)
+    # the bundle decides the frame size and caption length, not cfg.model
+    cfg.model.size, cfg.model.max_length = vae.config.sample_size, pipe.tokenizer.model_max_length
+    data = motion_data_for(vae, pipe.tokenizer, cfg, device, autocast, log)
+
+    old = MotionAdapter.from_pretrained(init / "motion_adapter")
+    layers = cfg.model.motion_transformer_layers
+    keep = cfg.motion_warm_start and old.config.motion_transformer_layers_per_block == layers
+    adapter = old if keep else MotionAdapter.from_config(
+        {**old.config, "motion_transformer_layers_per_block": layers,
+         "motion_transformer_layers_per_mid_block": layers})
+    log["motion_warm_start"] = bool(keep)
+    log["motion_adapter"] = json.loads(_public(adapter.config))
+    unet2d = _image_unet(pipe.unet, init)
+    motion = UNetMotionModel.from_unet2d(unet2d, adapter).to(device)
+    del pipe.unet
+    minutes = cfg.minutes_motion
+    if cfg.max_minutes > 0:
+        minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.3))
+    ema, log["stages"]["motion"] = train_motion_modules(motion, text_encoder, pipe.tokenizer, data,
+                                                        pipe.scheduler, cfg, Stage, minutes, device, autocast)
+    save_bundle(cfg.out, vae, text_encoder, pipe.tokenizer, ema, adapter, pipe.scheduler, init / "unet_2d")
+    log["total_seconds"] = round(time.time() - t0, 1)
+    Path(cfg.out, "training_log_motion.json").write_text(json.dumps(log, indent=1))
+    if (init / "training_log.json").exists() and Path(cfg.out).resolve() != init.resolve():
+        shutil.copy(init / "training_log.json", Path(cfg.out, "training_log.json"))
+    print(f"saved {cfg.out} in {log['total_seconds']}s", flush=True)
+    return log
+
+
+def _public(config) -> str:
+    """A config's own settings (no `_name_or_path` etc.), tuples as lists, for comparing two configs."""
+    return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True)
+
+
+def _image_unet(motion_unet, init: Path):
+    """The bundle's image UNet: the motion UNet's weights without its motion modules."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(init / "unet_2d"))
+    unet.load_state_dict({k: v for k, v in motion_unet.state_dict().items() if "motion_modules" not in k},
+                         strict=True)
+    return unet
+
+
+def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, unet_2d_config) -> None:
+    """fp16 AnimateDiff folder (UNet sharded at 15 MB) plus the image UNet's config in unet_2d/."""
+    from diffusers import AnimateDiffPipeline
+
+    motion = motion.eval().requires_grad_(False)
+    adapter.load_state_dict({k: v for k, v in motion.state_dict().items() if "motion_modules" in k}, strict=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = AnimateDiffPipeline(vae=vae.half().cpu(), text_encoder=text_encoder.half().cpu(), tokenizer=tokenizer,
+                               unet=motion.half().cpu(), motion_adapter=adapter.half().cpu(), scheduler=scheduler)
+    pipe.save_pretrained(out, max_shard_size="15MB")
+    if isinstance(unet_2d_config, (str, Path)):
+        (out / "unet_2d").mkdir(exist_ok=True)
+        if (Path(unet_2d_config) / "config.json").resolve() != (out / "unet_2d" / "config.json").resolve():
+            shutil.copy(Path(unet_2d_config) / "config.json", out / "unet_2d" / "config.json")
+    else:
+        unet_2d_config.save_config(out / "unet_2d")
