@@ -55,7 +55,7 @@ def test_window_condition_is_the_pipelines_mix():
         tl = Timeline.from_rows([(0, 31, "a red circle moving left over grass"),
                                  (32, 63, "a blue square moving up over sky")])
         pos = te(data.ids)[0]
-        want = mix_embeddings(pos, tl.window_weights([(24, 40)], 64), "linear")
+        want = mix_embeddings(pos, tl.clip_prompt_mix([(24, 40)], 64), "linear")
         dropped = window_condition(te, data, frames, empty, dropout=1.0)
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(dropped, te(empty)[0], atol=1e-6)

@@ -4,7 +4,7 @@ Why windows of long videos rather than 16-frame clips only: at generation time e
 sees a 16-frame window of a 64..128-frame video whose segments last 16..64 frames, so objects cover the
 caption's travel at many speeds and windows straddle prompt changes. Training on the same windows, with
 the same per-window text condition the pipeline builds (the segments' embeddings weighted by their share of
-the window's frames, `Timeline.window_weights` + linear `mix_embeddings`), closes that gap. The 2D UNet,
+the window's frames, `Timeline.clip_prompt_mix` + linear `mix_embeddings`), closes that gap. The 2D UNet,
 VAE and text encoder stay frozen (the image pipelines reuse the 2D weights), only the motion modules learn,
 and their EMA is what gets saved.
 
