@@ -39,6 +39,26 @@ def motion_fusion_fits(unet, num_frames: int, height: int, width: int, use_cfg: 
     return budget is None or num_frames * (2 if use_cfg else 1) <= budget
 
 
+def sample_motion_fused(unet, scheduler, latents, timesteps, plan: CoDenoisePlan, denoise, *, callback=None,
+                        is_cancelled=None, motion_windows_per_call: Optional[int] = None):
+    """`co_denoise_sample` with the clips F_i fused inside every motion module (genl.motion_windows): the
+    sampler sees one whole-video window per step and the motion modules get `plan.windows_at(step)`, W_i."""
+    whole = CoDenoisePlan(num_frames=plan.num_frames, clip_length=plan.num_frames, stride=plan.num_frames)
+    motion = window_motion_modules(unet, motion_windows_per_call)
+    steps = iter(range(len(timesteps)))
+
+    def denoise_whole(x, t, windows):  # one model call per step, in step order
+        step = next(steps)
+        motion.set(plan.windows_at(step), plan.weights_at(step))
+        return denoise(x, t, windows)
+
+    try:
+        return co_denoise_sample(scheduler, latents, timesteps, whole, denoise_whole, callback=callback,
+                                 is_cancelled=is_cancelled)
+    finally:
+        unwindow_motion_modules(unet)
+
+
 class LongAnimateDiffPipeline(LongVideoPipelineBase):
     """Co-denoised text-to-video. Components as in diffusers: vae, text_encoder, tokenizer, scheduler and a
     unet that is a UNetMotionModel (AnimateDiff) or a UNet3DConditionModel (ModelScope/zeroscope)."""
@@ -100,7 +120,8 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
             return guided(out, guidance_scale) if use_cfg else out
 
         if motion:  # the UNet runs once per step on the whole video; its motion modules fuse plan's clips
-            latents = self.sample_motion_fused(latents, plan, denoise, callback, is_cancelled)
+            latents = sample_motion_fused(self.unet, self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                          callback=callback, is_cancelled=is_cancelled)
         else:
             latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
                                         callback=callback, is_cancelled=is_cancelled)
@@ -108,21 +129,3 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         # 5. decode a few frames at a time
         frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
         return LongVideoOutput(frames=frames, latents=latents, notices=notices)
-
-    def sample_motion_fused(self, latents, plan: CoDenoisePlan, denoise, callback, is_cancelled):
-        """The sampling loop with clips F_i fused inside every motion module (genl.motion_windows): the
-        sampler sees one whole-video window per step, the motion modules get the step's windows and W_i."""
-        whole = CoDenoisePlan(num_frames=plan.num_frames, clip_length=plan.num_frames, stride=plan.num_frames)
-        motion = window_motion_modules(self.unet)
-        steps = iter(range(len(self.scheduler.timesteps)))
-
-        def denoise_whole(x, t, windows):  # called once per step, in order
-            step = next(steps)
-            motion.set(plan.windows_at(step), plan.weights_at(step))
-            return denoise(x, t, windows)
-
-        try:
-            return co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, whole, denoise_whole,
-                                     callback=callback, is_cancelled=is_cancelled)
-        finally:
-            unwindow_motion_modules(self.unet)
