@@ -161,3 +161,22 @@ def test_co_denoise_sample_with_the_shifted_plan_equals_whole_video():
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     for step, t in enumerate(sched_a.timesteps):
         assert seen[int(t)] == shifted_windows(n, m, m, step)
+
+
+def test_estimate_uses_the_measured_rate_of_the_chosen_schedule(monkeypatch):
+    """On a GPU the UI's estimate divides each schedule's frame evaluations by its rate in speed.json."""
+    import json
+
+    from genl import api
+    from genl.settings import CoDenoiseSettings, GenerateSettings
+
+    rows = json.loads(api.SPEED_RESULTS.read_text())["results"]
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    for schedule, stride, row in (("fixed", 4, "ad_paper_eager"), ("shifted", 16, "ad_shifted_eager")):
+        s = GenerateSettings(prompt="a red circle", num_frames=128, steps=50, model="some/model",
+                             codenoise=CoDenoiseSettings(stride=stride, schedule=schedule, weights="pyramid"))
+        est = api.estimate(s)
+        clips = sum(len(shifted_windows(128, 16, stride, k)) if schedule == "shifted"
+                    else len(make_windows(128, 16, stride)) for k in range(50))
+        assert est["frame_evals"] == clips * 16 * 2
+        assert est["seconds"] == pytest.approx(clips * 32 / rows[row]["unet_frames_per_s"])
