@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genl.codenoise import make_windows, window_weights  # noqa: E402
 from genl.distributed import assign_windows, co_denoise_for, launch  # noqa: E402
-from genl.pipelines.common import TextConditions, guided, image_unet_denoiser, window_text  # noqa: E402
+from genl.pipelines.common import TextConditions, guided, image_unet_denoiser  # noqa: E402
+from genl.timeline import Timeline  # noqa: E402
 
 
 def build(model: str, smoke: bool, device, dtype):
@@ -42,9 +43,9 @@ def build(model: str, smoke: bool, device, dtype):
         if model == "animatediff":
             unet = UNetMotionModel.from_unet2d(unet, tiny_motion_adapter())
         return unet.to(device, dtype).eval(), 32
-    from bench_speed import build as build_real
+    from bench_speed import real_unet
 
-    return build_real(model, device, dtype), 768
+    return real_unet(model, device, dtype)[0], 768
 
 
 def sync(device) -> None:
@@ -69,18 +70,23 @@ def run_rank(ctx, model: str, frames: int, size: int, steps: int, windows_per_ca
     weights = [window_weights("flat", clip)] * len(windows)
     gen = torch.Generator("cpu").manual_seed(0)
     tokens = 77 if not smoke else 6
-    text = TextConditions(cond=torch.randn(len(windows), tokens, text_dim, generator=gen).to(device, dtype),
-                          uncond=torch.randn(len(windows), tokens, text_dim, generator=gen).to(device, dtype),
-                          per_frame=False)
+    # one random prompt embedding (and negative) per window: the text cost of a multi-prompt job
+    pos, neg = (torch.randn(len(windows), tokens, text_dim, generator=gen).to(device, dtype) for _ in range(2))
+    timeline = Timeline.from_rows([(k * frames // len(windows), (k + 1) * frames // len(windows) - 1, f"p{k}")
+                                   for k in range(len(windows))])
+    text = TextConditions(timeline, frames, pos, neg, dtype=dtype, per_frame=model != "animatediff")
     if model == "animatediff":
-        def denoise(x, t, idx):
-            cond, uncond = window_text(text, windows, idx, frames, clip)
+        def window_denoise(x, t, wins):
+            cond, uncond = text.frame_states(wins)
             x = x.to(dtype)
             out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             return guided(out, guidance)
     else:
         set_cross_frame_attention(unet, "bidirectional", clip)
-        denoise = image_unet_denoiser(unet, text, windows, frames, clip, guidance)
+        window_denoise = image_unet_denoiser(unet, text, frames, guidance)
+
+    def denoise(x, t, idx):  # co_denoise's denoise_batch: window indices -> the windows themselves
+        return window_denoise(x, t, [windows[i] for i in idx])
     fuse = co_denoise_for(ctx)
     latent = size // 8
     noise = torch.randn(1, 4, frames, latent, latent, generator=gen).to(device)

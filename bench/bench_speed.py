@@ -44,15 +44,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from genl.accel import accelerate_unet  # noqa: E402
 from genl.attention import set_cross_frame_attention  # noqa: E402
-from genl.motion_windows import unwindow_motion_modules, window_motion_modules  # noqa: E402
-from genl.pipelines.common import (  # noqa: E402
-    TextConditions,
-    decode_latents,
-    guided,
-    image_unet_denoiser,
-    window_text,
-)
-from scheduled import scheduled_sample, windows_for  # noqa: E402
+from genl.plan import CoDenoisePlan  # noqa: E402
+from genl.pipelines.common import TextConditions, decode_latents, guided, image_unet_denoiser  # noqa: E402
+from genl.pipelines.text2video import sample_motion_fused  # noqa: E402
+from genl.sampling import co_denoise_sample  # noqa: E402
+from genl.timeline import Timeline  # noqa: E402
 
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
                  block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
@@ -98,6 +94,31 @@ def stride_of(cfg: Config, clip: int) -> int:
     return clip if cfg.schedule in ("shifted", "isolated") else max(1, clip // 4)
 
 
+PLAN_SCHEDULE = {"paper": "fixed", "isolated": "fixed", "shifted": "shifted"}  # bench name -> genl/plan.py
+
+
+def real_unet(model: str, device, dtype, smoke: bool = False):
+    """A random-weight UNet with the real SD-1.5 ("sd") or AnimateDiff v1.5 ("ad"/"animatediff") architecture
+    (the tiny one for smoke runs), seeded so every build has the same weights; and its motion adapter."""
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    torch.manual_seed(0)
+    adapter = None
+    unet = UNet2DConditionModel(**(TINY_UNET if smoke else SD15_UNET))  # built on the CPU, then moved
+    if model in ("ad", "animatediff"):
+        adapter = MotionAdapter(**(TINY_MOTION if smoke else MOTION))
+        unet = UNetMotionModel.from_unet2d(unet, adapter)
+    return unet.to(device, dtype).eval(), adapter
+
+
+def random_text(num_frames: int, dim: int, device, dtype, per_frame: bool) -> TextConditions:
+    """One random prompt embedding (and negative) over the whole video: the text cost of the real job."""
+    gen = torch.Generator("cpu").manual_seed(0)
+    pos, neg = (torch.randn(1, 77, dim, generator=gen).to(device, dtype) for _ in range(2))
+    timeline = Timeline.from_rows([(0, num_frames - 1, "a red circle moving left")])
+    return TextConditions(timeline, num_frames, pos, neg, dtype=dtype, per_frame=per_frame)
+
+
 SHIFTED_PER_CALL = 9  # all clips of a shifted 128-frame step (8 or 9) in one call: 2 batch shapes to compile
 CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for every later configuration
     Config("ad_freenoise", "ad", "freenoise"),
@@ -140,15 +161,7 @@ class Bench:
     # ---- components -----------------------------------------------------------------------------
     def new_unet(self, model: str):
         """A fresh random-weight UNet (seeded, so every build has the same weights) and its motion adapter."""
-        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
-
-        torch.manual_seed(0)
-        adapter = None
-        unet = UNet2DConditionModel(**(TINY_UNET if self.smoke else SD15_UNET))  # built on the CPU, then moved
-        if model == "ad":
-            adapter = MotionAdapter(**(TINY_MOTION if self.smoke else MOTION))
-            unet = UNetMotionModel.from_unet2d(unet, adapter)
-        return unet.to(self.device, self.dtype).eval(), adapter
+        return real_unet(model, self.device, self.dtype, self.smoke)
 
     def build_unet(self, model: str):
         if model not in self.unets:
@@ -213,67 +226,55 @@ class Bench:
             if cfg.memory_gib:
                 torch.cuda.set_per_process_memory_fraction(1.0)
 
-    def text(self, frames: int) -> TextConditions:
-        gen = torch.Generator(self.device).manual_seed(0)
-        shape = (frames, 77, self.cross_dim)
-        return TextConditions(cond=torch.randn(shape, device=self.device, dtype=self.dtype, generator=gen),
-                              uncond=torch.randn(shape, device=self.device, dtype=self.dtype, generator=gen),
-                              per_frame=True)
-
     def run_ours(self, cfg: Config, frames: int, steps: int) -> dict:
         from diffusers import DDIMScheduler
 
         clip, guidance = self.clip, self.args.guidance
         stride = stride_of(cfg, clip)
         unet = self.compiled_unet(cfg.model) if cfg.compiled else self.build_unet(cfg.model)
-        text = self.text(frames)
-        windows_at = windows_for(cfg.schedule, frames, clip, stride)
         per_call = cfg.windows_per_call or self.args.windows_per_call
+        plan = CoDenoisePlan(num_frames=frames, clip_length=clip, stride=stride, weights="pyramid",
+                             schedule=PLAN_SCHEDULE[cfg.schedule], windows_per_call=per_call)
+        text = random_text(frames, self.cross_dim, self.device, self.dtype, per_frame=True)
 
         if cfg.model == "ad":
-            def make_denoise(windows):
-                def denoise_batch(x, t, indices):
-                    cond, uncond = window_text(text, windows, indices, frames, clip)
-                    x = x.to(self.dtype)
-                    out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-                    return guided(out, guidance)
-                return denoise_batch
+            def denoise(x, t, windows):
+                cond, uncond = text.frame_states(windows)
+                x = x.to(self.dtype)
+                out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+                return guided(out, guidance)
         else:
-            def make_denoise(windows):
-                return image_unet_denoiser(unet, text, windows, frames, clip, guidance)
+            denoise = image_unet_denoiser(unet, text, frames, guidance)
 
-        plan = None
-        if cfg.fusion == "motion":
-            plan = window_motion_modules(self.unets[cfg.model], windows_per_call=self.args.motion_windows_per_call)
-        try:
-            sched = DDIMScheduler(**SD_SCHED)
-            sched.set_timesteps(CANONICAL_STEPS, device=self.device)
-            gen = torch.Generator(self.device).manual_seed(0)
-            latents = torch.randn(1, 4, frames, self.latent, self.latent, device=self.device, generator=gen)
+        sched = DDIMScheduler(**SD_SCHED)
+        sched.set_timesteps(CANONICAL_STEPS, device=self.device)
+        gen = torch.Generator(self.device).manual_seed(0)
+        latents = torch.randn(1, 4, frames, self.latent, self.latent, device=self.device, generator=gen)
 
-            def sample(first, count):
-                return scheduled_sample(sched, latents.clone(), sched.timesteps[first:first + count], windows_at,
-                                        "pyramid", clip, make_denoise, windows_per_call=per_call,
-                                        fusion=cfg.fusion, motion_plan=plan, first_step=first)
+        @torch.no_grad()  # sampling only (see run)
+        def sample(count):
+            timesteps = sched.timesteps[:count]
+            if cfg.fusion == "motion":  # wraps the eager model's motion modules (compiled blocks stay inside)
+                return sample_motion_fused(self.unets[cfg.model], sched, latents.clone(), timesteps, plan, denoise,
+                                           motion_windows_per_call=self.args.motion_windows_per_call)
+            return co_denoise_sample(sched, latents.clone(), timesteps, plan, denoise)
 
-            warm_steps = 0 if frames > 256 else (2 if cfg.schedule == "shifted" else 1)  # every batch shape
-            sync()
-            t0 = time.perf_counter()
-            if warm_steps:
-                sample(0, warm_steps)
-            sync()
-            warm_s = time.perf_counter() - t0
-            reset_peak()
-            t0 = time.perf_counter()
-            out = sample(0, steps)
-            if cfg.decode:
-                decode_latents(self.build_vae(), out)
-            sync()
-            seconds = time.perf_counter() - t0
-            peak = peak_gib()
-        finally:
-            if plan is not None:
-                unwindow_motion_modules(self.unets[cfg.model])
+        windows_at = plan.windows_at
+        warm_steps = 0 if frames > 256 else (2 if cfg.schedule == "shifted" else 1)  # every batch shape
+        sync()
+        t0 = time.perf_counter()
+        if warm_steps:
+            sample(warm_steps)
+        sync()
+        warm_s = time.perf_counter() - t0
+        reset_peak()
+        t0 = time.perf_counter()
+        out = sample(steps)
+        if cfg.decode:
+            decode_latents(self.build_vae(), out)
+        sync()
+        seconds = time.perf_counter() - t0
+        peak = peak_gib()
 
         clips = [len(windows_at(k)) for k in range(CANONICAL_STEPS)]
         measured_clips = sum(len(windows_at(k)) for k in range(steps))

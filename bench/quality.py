@@ -39,31 +39,36 @@ from genl.models import ModelManager  # noqa: E402
 from genl.timeline import Timeline  # noqa: E402
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
-from genl.codenoise import SHIFT_OFFSETS  # noqa: E402
-from genl.motion_windows import unwindow_motion_modules, window_motion_modules  # noqa: E402
-from genl.pipelines.common import (  # noqa: E402
-    TextConditions,
-    decode_latents,
-    encode_text,
-    guided,
-    initial_noise,
-    window_text,
-)
-from genl.timeline import mix_embeddings  # noqa: E402
-from scheduled import scheduled_sample, windows_for  # noqa: E402
+from genl.codenoise import SHIFT_OFFSETS, offset_windows  # noqa: E402
+from genl.plan import SCHEDULES  # noqa: E402
+from genl.settings import CoDenoiseSettings  # noqa: E402
 
-# name, M, S, weights, window schedule, fusion ("pipeline": the shipped pipeline call, fixed windows)
+
+def _offset_schedule(offset):
+    def schedule(num_frames, length, stride, step, *, loop=False):
+        if loop:
+            raise ValueError("Shifted schedules cannot loop.")
+        return offset_windows(num_frames, length, stride, offset(step, stride, length))
+    return schedule
+
+
+# experiments only: every offset sequence of SHIFT_OFFSETS as a plan schedule ("shifted" is the golden one)
+for _name, _offset in SHIFT_OFFSETS.items():
+    SCHEDULES.setdefault(f"shifted-{_name}", _offset_schedule(_offset))
+
+# name, M, S, weights, window schedule (genl/plan.py SCHEDULES), fusion ("output": model outputs per clip,
+# "motion": inside the motion modules). Every row is a LongAnimateDiffPipeline call with these settings.
 GROUPS = {
     "classic": [
-        ("isolated (S=M)", 16, 16, "flat", "paper", "pipeline"),
-        ("co-denoise S=M/2 flat", 16, 8, "flat", "paper", "pipeline"),
-        ("co-denoise S=M/4 flat", 16, 4, "flat", "paper", "pipeline"),
-        ("co-denoise S=M/4 gaussian", 16, 4, "gaussian", "paper", "pipeline"),
-        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "paper", "pipeline"),
+        ("isolated (S=M)", 16, 16, "flat", "fixed", "output"),
+        ("co-denoise S=M/2 flat", 16, 8, "flat", "fixed", "output"),
+        ("co-denoise S=M/4 flat", 16, 4, "flat", "fixed", "output"),
+        ("co-denoise S=M/4 gaussian", 16, 4, "gaussian", "fixed", "output"),
+        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "fixed", "output"),
     ],
     "paper": [
-        ("isolated (S=M)", 16, 16, "flat", "paper", "pipeline"),
-        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "paper", "pipeline"),
+        ("isolated (S=M)", 16, 16, "flat", "fixed", "output"),
+        ("co-denoise S=M/4 pyramid", 16, 4, "pyramid", "fixed", "output"),
     ],
     "shifted": [
         ("shifted S=M pyramid", 16, 16, "pyramid", "shifted", "output"),
@@ -72,7 +77,7 @@ GROUPS = {
     "offsets": [(f"shifted S=M pyramid, {k} offsets", 16, 16, "pyramid", f"shifted-{k}", "output")
                 for k in SHIFT_OFFSETS],
     "motion": [
-        ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "paper", "motion"),
+        ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "fixed", "motion"),
         ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),
     ],
 }
@@ -91,51 +96,6 @@ def configs_for(schedule: str) -> list[tuple]:
                 seen.add(row[0])
                 rows.append(row)
     return rows
-
-
-@torch.no_grad()
-def generate_scheduled(pipe, tl: Timeline, num_frames: int, size: int, steps: int, guidance: float, m: int,
-                       s: int, weights: str, seed: int, schedule: str, fusion: str) -> np.ndarray:
-    """LongAnimateDiffPipeline's algorithm with windows that may move every step (scheduled_sample).
-
-    Per-clip fusion mixes the timeline's text per window of the step (as the pipeline does for its fixed
-    windows); fusion inside motion modules calls the UNet on the whole video, so the text is per frame.
-    """
-    device, dtype = pipe.unet.device, pipe.unet.dtype
-    tl = tl.validate(num_frames)
-    pairs = tl.prompts()
-    pos = encode_text(pipe.tokenizer, pipe.text_encoder, [p for p, _ in pairs], device)
-    neg = encode_text(pipe.tokenizer, pipe.text_encoder, [n for _, n in pairs], device)
-    use_cfg = guidance > 1.0
-    windows_at = windows_for(schedule, num_frames, m, s)
-
-    def make_denoise(windows):
-        per_frame = fusion == "motion"
-        mix = tl.frame_weights(num_frames) if per_frame else tl.window_weights(windows, num_frames)
-        text = TextConditions(mix_embeddings(pos, mix).to(dtype), mix_embeddings(neg, mix).to(dtype), per_frame)
-
-        def denoise_batch(x, t, indices):
-            cond, uncond = window_text(text, windows, indices, num_frames, m)
-            x = x.to(dtype)
-            if not use_cfg:
-                return pipe.unet(x, t, encoder_hidden_states=cond).sample
-            out = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-            return guided(out, guidance)
-        return denoise_batch
-
-    pipe.scheduler.set_timesteps(steps, device=device)
-    shape = (1, pipe.unet.config.in_channels, num_frames, size // pipe.vae_scale_factor,
-             size // pipe.vae_scale_factor)
-    latents = initial_noise(shape, seed, device, torch.float32, pipe.scheduler.init_noise_sigma)
-    plan = window_motion_modules(pipe.unet) if fusion == "motion" else None
-    try:
-        latents = scheduled_sample(pipe.scheduler, latents, pipe.scheduler.timesteps, windows_at, weights, m,
-                                   make_denoise, windows_per_call=4, fusion="output" if plan is None else "motion",
-                                   motion_plan=plan)
-    finally:
-        if plan is not None:
-            unwindow_motion_modules(pipe.unet)
-    return decode_latents(pipe.vae, latents)
 
 
 def video_metrics(frames: np.ndarray, timeline, clip_length: int) -> dict:
@@ -190,8 +150,8 @@ def main():
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
     configs = configs_for(args.schedule)
-    if args.pipeline != "animatediff" and any(c[5] != "pipeline" for c in configs):
-        raise SystemExit("Moving windows and motion-module fusion are measured on the animatediff pipeline.")
+    if args.pipeline != "animatediff" and any(c[5] == "motion" for c in configs):
+        raise SystemExit("Motion-module fusion is measured on the animatediff pipeline.")
     mm = ModelManager()
     pipe = mm.get(args.pipeline, args.model, device=args.device)
     specs = [random_long_video(seed=1000 + v, num_frames=args.frames or None) for v in range(args.videos)]
@@ -209,13 +169,11 @@ def main():
                 tl = Timeline.from_rows(timeline)
                 seed = v + 1000 * k
                 t0 = time.perf_counter()
-                if fusion == "pipeline":
-                    frames = pipe(tl, num_frames=spec.num_frames, height=args.size, width=args.size,
-                                  num_inference_steps=args.steps, guidance_scale=args.guidance, clip_length=m,
-                                  stride=s, weights=weights, seed=seed).frames
-                else:
-                    frames = generate_scheduled(pipe, tl, spec.num_frames, args.size, args.steps, args.guidance,
-                                                m, s, weights, seed, schedule, fusion)
+                codenoise = CoDenoiseSettings(clip_length=m, stride=s, weights=weights, schedule=schedule,
+                                              fusion=fusion)
+                frames = pipe(tl, num_frames=spec.num_frames, height=args.size, width=args.size,
+                              num_inference_steps=args.steps, guidance_scale=args.guidance, codenoise=codenoise,
+                              seed=seed).frames
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - t0)

@@ -7,6 +7,8 @@ before `run_job` returns.
 """
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +20,8 @@ from .progress import Cancelled, IsCancelled, Progress
 from .settings import EditSettings, GenerateSettings
 from .timeline import Timeline, load_timeline
 
-# Measured UNet frame-evaluations per second at 512x512 (bench/results): used to estimate run time.
+SPEED_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "speed.json"
+# UNet frame-evaluations per second at 512x512 when bench/results/speed.json has no row for the job's setup
 RATES = {("cuda", "sd"): 300.0, ("cuda", "animatediff"): 180.0, ("cpu", "sd"): 0.6, ("cpu", "animatediff"): 0.4}
 DEMO_RATE_FACTOR = 60.0  # the demo model is ~60x cheaper per frame than SD-1.5 at the same latent size
 
@@ -39,19 +42,46 @@ def run_job(settings, out_dir, *, progress: Optional[Progress] = None, is_cancel
     return kind.save(frames, settings, ctx)
 
 
+@lru_cache(maxsize=1)
+def measured_rates() -> dict:
+    """(family, schedule, fusion) -> UNet frame-evaluations/s at 512x512 from the eager rows of the GPU
+    speed bench (bench/results/speed.json); empty when the file is missing (an installed package)."""
+    try:
+        rows = json.loads(SPEED_RESULTS.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed"}
+    rates = {}
+    for name, row in sorted(rows.items(), key=lambda kv: "isolated" in kv[0]):  # paper/shifted rows win
+        if row.get("compiled") != "eager" or row.get("schedule") not in names or not row.get("unet_frames_per_s"):
+            continue
+        family = "animatediff" if name.startswith("ad_") else "sd"
+        rates.setdefault((family, names[row["schedule"]], row["fusion"]), float(row["unet_frames_per_s"]))
+    return rates
+
+
 def estimate(settings) -> dict:
-    """Rough time and GPU-memory estimate before running: frame evaluations over the measured rate."""
+    """Rough time and GPU-memory estimate before running: frame evaluations over the rate measured for the
+    job's model family, window schedule and fusion (bench/results/speed.json), or RATES without one."""
     import torch
 
     cn = settings.codenoise
-    windows = CoDenoisePlan.from_settings(cn, settings.num_frames).windows
-    cfg = 2 if settings.guidance > 1 else 1
-    evals = settings.steps * len(windows) * cn.clip_length * cfg
-    if isinstance(settings, EditSettings):
-        evals += settings.steps * settings.strength * len(windows) * cn.clip_length
+    plan = CoDenoisePlan.from_settings(cn, settings.num_frames)
+    windows = plan.windows
     family = "animatediff" if getattr(settings, "pipeline", "") == "animatediff" else "sd"
+    motion = getattr(cn, "fusion", "output") == "motion" and family == "animatediff"
+    cfg = 2 if settings.guidance > 1 else 1
+    if motion:  # spatial layers once per frame per step
+        frames_per_pass = settings.steps * settings.num_frames
+    else:  # schedules may move their windows every step: count each step's clips
+        frames_per_pass = sum(len(plan.windows_at(k)) for k in range(settings.steps)) * cn.clip_length
+    evals = frames_per_pass * cfg
+    if isinstance(settings, EditSettings):
+        evals += settings.strength * frames_per_pass
     device = "cuda" if (settings.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
-    rate = RATES[(device, family)] * (512 * 512) / (settings.width * settings.height)
+    measured = measured_rates().get((family, cn.schedule, "motion" if motion else "output"))
+    rate = (measured if device == "cuda" and measured else RATES[(device, family)])
+    rate *= (512 * 512) / (settings.width * settings.height)
     if settings.model == DEMO_NAME:
         rate *= DEMO_RATE_FACTOR
     memory_gb = (3.5 if family == "sd" else 5.0) + 0.09 * cn.clip_length * cfg * settings.width * settings.height / 512**2

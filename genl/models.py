@@ -230,11 +230,17 @@ def demo_available() -> bool:
 
 
 class ModelManager:
-    """Keeps loaded pipelines between jobs: each (pipeline, model, precision, device) loads once."""
+    """Keeps loaded pipelines between jobs: each (pipeline, model, precision, device) loads once.
 
-    def __init__(self):
+    compile: regionally compile each loaded UNet once (genl.accel), so later jobs reuse the compiled
+    blocks; off by default (the first job pays the compile time). None reads GENL_COMPILE=1 from the
+    environment, so a worker can turn it on without new flags.
+    """
+
+    def __init__(self, compile: Optional[bool] = None):
         self._cache: dict = {}
         self._lock = threading.Lock()
+        self.compile = os.environ.get("GENL_COMPILE", "") == "1" if compile is None else bool(compile)
 
     def get(self, pipeline: str, model: str, *, device: str = "auto", precision: str = "auto",
             motion_adapter: str = "", controlnet: str = ""):
@@ -252,6 +258,10 @@ class ModelManager:
                     comps = load_sd_components(model, dtype)
                 for part in ("vae", "text_encoder", "unet"):
                     comps[part] = comps[part].to(dev).eval()
+                if self.compile:  # once per loaded model; the compiled blocks serve every later job
+                    from .accel import compile_repeated_blocks
+
+                    compile_repeated_blocks(comps["unet"], dynamic=False)
                 self._cache[key] = comps
             comps = self._cache[key]
         classes = {"animatediff": LongAnimateDiffPipeline, "tuning_free": LongTuningFreePipeline,

@@ -69,8 +69,22 @@ class WindowedMotionModule(nn.Module):
 
 
 def _motion_lists(unet) -> list[nn.ModuleList]:
+    if not hasattr(unet, "down_blocks"):
+        return []
     blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
     return [b.motion_modules for b in blocks if hasattr(b, "motion_modules")]
+
+
+def has_motion_modules(unet) -> bool:
+    """Whether `unet` is an AnimateDiff UNetMotionModel, the only kind `fusion="motion"` works with."""
+    return bool(_motion_lists(unet))
+
+
+def check_fusion(unet, fusion: str) -> None:
+    """ValueError, in plain words, for fusion inside motion modules on a model that has none."""
+    if fusion == "motion" and not has_motion_modules(unet):
+        raise ValueError("Fusion inside motion modules works with AnimateDiff models only: choose the 'output' "
+                         "fusion for this model or mode.")
 
 
 def window_motion_modules(unet, windows_per_call: Optional[int] = None) -> MotionWindows:

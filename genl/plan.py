@@ -3,7 +3,7 @@ share a model call, and the cross-frame attention. Built once from `CoDenoiseSet
 diffusers' `enable_free_noise(...)` is set once, then handed whole to the sampler.
 
 Windows are asked for per step, `plan.windows_at(step)`, through a schedule name -> function table
-(AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step. A schedule
+(AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step; "shifted" moves the stride-S grid every step. A schedule
 may move its windows every step, so anything derived per window (prompt mixes, control rows) is looked up
 by the window (start, end) itself, never by its position in one fixed list.
 """
@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .codenoise import Window, make_windows, window_weights
+from .codenoise import Window, make_windows, shifted_windows, window_weights
 
 # (num_frames N, clip length M, stride S, step, *, loop) -> windows covering every frame
 Schedule = Callable[..., list]
@@ -25,7 +25,16 @@ def fixed_windows(num_frames: int, length: int, stride: int, step: int, *, loop:
     return make_windows(num_frames, length, stride, loop=loop)
 
 
-SCHEDULES: dict[str, Schedule] = {"fixed": fixed_windows}
+def shifted_schedule(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False) -> list[Window]:
+    """Windows that move every step (`genl.codenoise.shifted_windows`); best at S=M, where a step costs what
+    isolated clips cost. Its first and last clips are clamped to the video's ends, so it cannot wrap round."""
+    if loop:
+        raise ValueError("The 'shifted' window schedule cannot make a looping video (its clips stop at the "
+                         "video's ends). Turn looping off or use the 'fixed' schedule.")
+    return shifted_windows(num_frames, length, stride, step)
+
+
+SCHEDULES: dict[str, Schedule] = {"fixed": fixed_windows, "shifted": shifted_schedule}
 
 
 @dataclass(frozen=True)

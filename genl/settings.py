@@ -13,6 +13,7 @@ from .timeline import Timeline, load_timeline
 
 SCHEDULERS = ("ddim", "dpm++", "euler", "euler_a", "unipc", "lcm")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+FUSIONS = ("output", "motion")  # where clips are fused: model outputs, or inside motion modules (AnimateDiff)
 ATTENTION = "bidirectional"  # the paper's cross-frame attention for image models (genl/attention.py MODES)
 
 
@@ -28,6 +29,7 @@ class CoDenoiseSettings:
     interpolation: str = "linear"  # how clips across prompt changes mix text embeddings
     transition_frames: int = 0  # soft prompt change width for per-frame conditioning
     schedule: str = "fixed"  # which windows each step denoises (genl/plan.py SCHEDULES)
+    fusion: str = "output"  # fuse model outputs per clip, or "motion": inside AnimateDiff's motion modules
 
     def validate(self, num_frames: int) -> None:
         from .plan import SCHEDULES
@@ -38,7 +40,10 @@ class CoDenoiseSettings:
             raise ValueError(f"Unknown fusion weights '{self.weights}'. Choose one of: {', '.join(WEIGHT_SCHEMES)}.")
         if self.interpolation not in ("linear", "slerp"):
             raise ValueError("Prompt interpolation must be 'linear' or 'slerp'.")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"Unknown fusion '{self.fusion}'. Choose one of: {', '.join(FUSIONS)}.")
         make_windows(num_frames, self.clip_length, self.stride, loop=self.loop)
+        SCHEDULES[self.schedule](num_frames, self.clip_length, self.stride, 0, loop=self.loop)
 
 
 class _Data:

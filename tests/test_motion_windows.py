@@ -64,3 +64,62 @@ def test_overlapping_windows_fuse_and_unwrapping_restores_the_model(unet):
 def test_image_unet_is_refused():
     with pytest.raises(ValueError, match="AnimateDiff"):
         window_motion_modules(tiny_unet())
+
+
+# ---- CoDenoiseSettings.fusion="motion" through LongAnimateDiffPipeline -------------------------------------
+def ad_pipeline(unet):
+    from genl.pipelines import LongAnimateDiffPipeline
+    from tiny import tiny_components
+
+    comps = tiny_components()
+    comps["unet"] = unet
+    return LongAnimateDiffPipeline(**comps)
+
+
+@torch.no_grad()
+def test_pipeline_motion_fusion_matches_output_fusion_for_isolated_clips(unet):
+    """With S=M clips and one prompt, fusing inside the motion modules is the same computation as fusing
+    model outputs (spatial layers are per frame), so the videos agree; the model is unwrapped afterwards."""
+    from genl.settings import CoDenoiseSettings
+    from genl.timeline import Timeline
+
+    pipe = ad_pipeline(unet)
+    tl = Timeline.from_rows([(0, 11, "a red circle")])
+    kw = dict(num_frames=12, height=16, width=16, num_inference_steps=2, guidance_scale=3.0, seed=3)
+    out = pipe(tl, codenoise=CoDenoiseSettings(clip_length=4, stride=4, fusion="output"), **kw)
+    mot = pipe(tl, codenoise=CoDenoiseSettings(clip_length=4, stride=4, fusion="motion"), **kw)
+    torch.testing.assert_close(mot.latents, out.latents, rtol=1e-3, atol=1e-4)
+    assert mot.notices == []
+    assert not any(isinstance(mod, WindowedMotionModule) for mod in unet.modules())
+    shifted = pipe(tl, codenoise=CoDenoiseSettings(clip_length=4, stride=4, schedule="shifted", fusion="motion"),
+                   **kw)
+    assert shifted.frames.shape == (12, 16, 16, 3)
+    assert not torch.allclose(shifted.latents, mot.latents)  # the moved windows really reach the motion modules
+
+
+def test_motion_fusion_needs_an_animatediff_model():
+    from genl.pipelines import LongTuningFreePipeline
+    from genl.settings import CoDenoiseSettings
+    from genl.timeline import Timeline
+    from tiny import tiny_components
+
+    with pytest.raises(ValueError, match="AnimateDiff models only"):
+        LongTuningFreePipeline(**tiny_components())(Timeline.from_rows([(0, 7, "a red circle")]), num_frames=8,
+                                                    height=32, width=32, num_inference_steps=1,
+                                                    codenoise=CoDenoiseSettings(clip_length=4, stride=2,
+                                                                                fusion="motion"))
+    with pytest.raises(ValueError, match="Unknown fusion"):
+        CoDenoiseSettings(fusion="latents").validate(16)
+
+
+def test_motion_fusion_falls_back_when_the_whole_video_would_not_fit(unet, monkeypatch):
+    from genl.pipelines import text2video
+    from genl.settings import CoDenoiseSettings
+    from genl.timeline import Timeline
+
+    monkeypatch.setattr(text2video, "frames_per_call", lambda *a, **k: 8)  # a GPU with room for 8 frames
+    pipe = ad_pipeline(unet)
+    out = pipe(Timeline.from_rows([(0, 11, "a red circle")]), num_frames=12, height=32, width=32,
+               num_inference_steps=1, guidance_scale=3.0,
+               codenoise=CoDenoiseSettings(clip_length=4, stride=4, fusion="motion"))
+    assert len(out.notices) == 1 and "instead of inside the motion modules" in out.notices[0]

@@ -107,3 +107,76 @@ def test_co_denoise_with_shifted_windows_equals_whole_video(n, m, s, weights):
         x_fused = sched_a.step(out, t, x_fused).prev_sample
         x_whole = sched_b.step(frame_wise(x_whole, t), t, x_whole).prev_sample
     torch.testing.assert_close(x_fused, x_whole, rtol=1e-10, atol=1e-10)
+
+
+# ---- through the plan and the sampler ---------------------------------------------------------------------
+def test_plan_schedule_shifted_gives_shifted_windows_per_step():
+    from genl.plan import SCHEDULES, CoDenoisePlan
+    from genl.settings import CoDenoiseSettings
+
+    assert "shifted" in SCHEDULES
+    plan = CoDenoisePlan.from_settings(CoDenoiseSettings(stride=16, schedule="shifted", weights="pyramid"), 128)
+    for step in range(12):
+        assert plan.windows_at(step) == shifted_windows(128, 16, 16, step)
+        assert len(plan.weights_at(step)) == len(plan.windows_at(step))
+    assert plan.windows_at(1) != plan.windows_at(0)
+
+
+def test_loop_with_shifted_is_a_plain_error_in_settings_and_plan():
+    from genl.plan import CoDenoisePlan
+    from genl.settings import CoDenoiseSettings
+
+    settings = CoDenoiseSettings(stride=16, schedule="shifted", loop=True)
+    with pytest.raises(ValueError, match="cannot make a looping video"):
+        settings.validate(64)
+    with pytest.raises(ValueError, match="cannot make a looping video"):
+        CoDenoisePlan.from_settings(settings, 64)
+    with pytest.raises(ValueError, match="Unknown window schedule"):
+        CoDenoiseSettings(schedule="wobbly").validate(64)
+
+
+def test_co_denoise_sample_with_the_shifted_plan_equals_whole_video():
+    """The sampler asks the plan for each step's windows: frame-wise denoising must match the whole video,
+    and every step must really see that step's shifted windows."""
+    from genl.plan import CoDenoisePlan
+    from genl.sampling import co_denoise_sample
+
+    n, m = 100, 16
+    plan = CoDenoisePlan(num_frames=n, clip_length=m, stride=m, weights="pyramid", schedule="shifted",
+                         windows_per_call=4)
+    latents = torch.randn(1, 4, n, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sched_a, sched_b = DDIMScheduler(**SD_BETAS), DDIMScheduler(**SD_BETAS)
+    sched_a.set_timesteps(6)
+    sched_b.set_timesteps(6)
+    seen = {}
+
+    def denoise(x, t, windows):
+        seen.setdefault(int(t), []).extend(windows)
+        return frame_wise(x, t)
+
+    got = co_denoise_sample(sched_a, latents.clone(), sched_a.timesteps, plan, denoise)
+    want = latents.clone()
+    for t in sched_b.timesteps:
+        want = sched_b.step(frame_wise(want, t), t, want).prev_sample
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for step, t in enumerate(sched_a.timesteps):
+        assert seen[int(t)] == shifted_windows(n, m, m, step)
+
+
+def test_estimate_uses_the_measured_rate_of_the_chosen_schedule(monkeypatch):
+    """On a GPU the UI's estimate divides each schedule's frame evaluations by its rate in speed.json."""
+    import json
+
+    from genl import api
+    from genl.settings import CoDenoiseSettings, GenerateSettings
+
+    rows = json.loads(api.SPEED_RESULTS.read_text())["results"]
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    for schedule, stride, row in (("fixed", 4, "ad_paper_eager"), ("shifted", 16, "ad_shifted_eager")):
+        s = GenerateSettings(prompt="a red circle", num_frames=128, steps=50, model="some/model",
+                             codenoise=CoDenoiseSettings(stride=stride, schedule=schedule, weights="pyramid"))
+        est = api.estimate(s)
+        clips = sum(len(shifted_windows(128, 16, stride, k)) if schedule == "shifted"
+                    else len(make_windows(128, 16, stride)) for k in range(50))
+        assert est["frame_evals"] == clips * 16 * 2
+        assert est["seconds"] == pytest.approx(clips * 32 / rows[row]["unet_frames_per_s"])

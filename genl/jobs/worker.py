@@ -212,6 +212,7 @@ def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options
             import spaces
 
             fn = spaces.GPU(duration=int(options.get("gpu_duration", 300)))(fn)
+        __import__("genl.accel").accel.enable_compile_cache()  # compiled UNet blocks survive restarts
         models = make_model_manager(device)
         preview = {"frames": options.get("preview_frames", 8), "interval": options.get("preview_interval", 1.0)}
         if options.get("tiny_decoder"):

@@ -4,7 +4,7 @@ Kept free of any one pipeline so each pipeline file reads top to bottom as its a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ..codenoise import Window, window_frames
+from ..motion_windows import check_fusion
 from ..plan import CoDenoisePlan
 from ..progress import check_cancel, report
 from ..timeline import Timeline, mix_embeddings
@@ -43,6 +44,7 @@ def control_images(pipe, frames: Optional[np.ndarray], num_frames: int) -> Optio
 class LongVideoOutput:
     frames: np.ndarray  # (F, H, W, 3) uint8
     latents: torch.Tensor  # (1, C, F, h, w) final clean latents
+    notices: list = field(default_factory=list)  # what the run changed from the settings, in plain words
 
 
 class TextConditions:
@@ -124,6 +126,7 @@ def make_plan(pipe, codenoise, num_frames: int, height: int, width: int, use_cfg
     from ..settings import ATTENTION, CoDenoiseSettings
 
     codenoise = codenoise or CoDenoiseSettings()
+    check_fusion(pipe.unet, codenoise.fusion)
     per_call = codenoise.windows_per_call or default_windows_per_call(
         pipe.unet.device, codenoise.clip_length, height, width, use_cfg, pipe.unet.dtype)
     return CoDenoisePlan.from_settings(codenoise, num_frames, attention=attention or ATTENTION,
@@ -168,21 +171,35 @@ def encode_frames(vae, frames: np.ndarray, device, chunk: int = 8) -> torch.Tens
     return torch.cat(out).permute(1, 0, 2, 3).unsqueeze(0)
 
 
-def default_windows_per_call(device, clip_length: int, height: int, width: int, use_cfg: bool,
-                             dtype=torch.float16, fraction: float = 0.5, max_windows: int = 8) -> int:
-    """How many clips to stack per model call: as many as half the free GPU memory allows.
+GIB_PER_FRAME_512 = 0.09  # activation GiB per frame through an SD-1.5-sized UNet at 512x512, fp16, with headroom
+
+
+def frames_per_call(device, height: int, width: int, dtype=torch.float16, fraction: float = 0.5) -> Optional[int]:
+    """How many frames (CFG halves counted) one UNet call may hold in `fraction` of the free GPU memory;
+    None on CPUs (no budget: host memory is not measured).
 
     Activation memory of SD-1.5-sized UNets grows about linearly with frames x pixels: about 0.065 GiB per
-    frame at 512x512 in fp16 with SDPA on an H100 (bench/results; we budget 0.09 for headroom). Throughput
-    stops growing past ~8 clips per call there, so more only costs memory. CPUs get a small fixed budget.
+    frame at 512x512 in fp16 with SDPA on an H100 (bench/results; we budget 0.09 for headroom).
     """
-    frames_per_window = clip_length * (2 if use_cfg else 1)
     device = torch.device(device)
     if device.type != "cuda":
-        return max(1, 32 // frames_per_window)
+        return None
     free, _ = torch.cuda.mem_get_info(device)
-    per_frame = 0.09 * (height * width) / (512 * 512) * (2 if dtype == torch.float32 else 1) * 2**30
-    budget_frames = int(free * fraction / per_frame)
+    per_frame = GIB_PER_FRAME_512 * (height * width) / (512 * 512) * (2 if dtype == torch.float32 else 1) * 2**30
+    return int(free * fraction / per_frame)
+
+
+def default_windows_per_call(device, clip_length: int, height: int, width: int, use_cfg: bool,
+                             dtype=torch.float16, fraction: float = 0.5, max_windows: int = 9) -> int:
+    """How many clips to stack per model call: as many as half the free GPU memory allows.
+
+    Throughput stops growing past ~8 clips per call on an H100; the cap is 9 so one call holds every clip
+    of a shifted 128-frame step at S=M (8 or 9 clips). CPUs get a small fixed budget.
+    """
+    frames_per_window = clip_length * (2 if use_cfg else 1)
+    budget_frames = frames_per_call(device, height, width, dtype, fraction)
+    if budget_frames is None:
+        return max(1, 32 // frames_per_window)
     return max(1, min(max_windows, budget_frames // frames_per_window))
 
 

@@ -12,11 +12,51 @@ from typing import Callable, Optional
 import torch
 from diffusers import UNet3DConditionModel
 
+from ..motion_windows import unwindow_motion_modules, window_motion_modules
+from ..plan import CoDenoisePlan
 from ..progress import Progress
 from ..sampling import co_denoise_sample
 from ..settings import CoDenoiseSettings
 from ..timeline import Timeline
-from .common import LongVideoOutput, LongVideoPipelineBase, decode_latents, guided, initial_noise, make_plan, timeline_conditions
+from .common import (
+    LongVideoOutput,
+    LongVideoPipelineBase,
+    decode_latents,
+    frames_per_call,
+    guided,
+    initial_noise,
+    make_plan,
+    timeline_conditions,
+)
+
+MOTION_FALLBACK = ("{frames} frames x {halves} guidance halves in one model call would not fit in this GPU's free "
+                   "memory, so clips were fused on the model outputs instead of inside the motion modules.")
+
+
+def motion_fusion_fits(unet, num_frames: int, height: int, width: int, use_cfg: bool) -> bool:
+    """Fusion inside motion modules runs the spatial layers on the whole video in one call: N x CFG frames."""
+    budget = frames_per_call(unet.device, height, width, unet.dtype)
+    return budget is None or num_frames * (2 if use_cfg else 1) <= budget
+
+
+def sample_motion_fused(unet, scheduler, latents, timesteps, plan: CoDenoisePlan, denoise, *, callback=None,
+                        is_cancelled=None, motion_windows_per_call: Optional[int] = None):
+    """`co_denoise_sample` with the clips F_i fused inside every motion module (genl.motion_windows): the
+    sampler sees one whole-video window per step and the motion modules get `plan.windows_at(step)`, W_i."""
+    whole = CoDenoisePlan(num_frames=plan.num_frames, clip_length=plan.num_frames, stride=plan.num_frames)
+    motion = window_motion_modules(unet, motion_windows_per_call)
+    steps = iter(range(len(timesteps)))
+
+    def denoise_whole(x, t, windows):  # one model call per step, in step order
+        step = next(steps)
+        motion.set(plan.windows_at(step), plan.weights_at(step))
+        return denoise(x, t, windows)
+
+    try:
+        return co_denoise_sample(scheduler, latents, timesteps, whole, denoise_whole, callback=callback,
+                                 is_cancelled=is_cancelled)
+    finally:
+        unwindow_motion_modules(unet)
 
 
 class LongAnimateDiffPipeline(LongVideoPipelineBase):
@@ -49,8 +89,14 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         if per_clip_states and per_frame_text:
             raise ValueError("UNet3D text-to-video models take one text condition per clip, not per frame.")
 
-        # 1. the plan: windows F_i per step, weights W_i, clips per call
+        # 1. the plan: windows F_i per step, weights W_i, clips per call; where clips are fused
         plan = make_plan(self, codenoise, num_frames, height, width, use_cfg)
+        notices = []
+        motion = codenoise.fusion == "motion"
+        if motion and not motion_fusion_fits(self.unet, num_frames, height, width, use_cfg):
+            motion = False
+            notices.append(MOTION_FALLBACK.format(frames=num_frames, halves=2 if use_cfg else 1))
+        per_frame_text = per_frame_text or motion  # one UNet call sees every frame: text per frame
 
         # 2. text conditions c^i per window (or per frame)
         text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, plan, device=device, dtype=dtype,
@@ -73,9 +119,13 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
             out = self.unet(x, t, encoder_hidden_states=states).sample
             return guided(out, guidance_scale) if use_cfg else out
 
-        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
-                                    callback=callback, is_cancelled=is_cancelled)
+        if motion:  # the UNet runs once per step on the whole video; its motion modules fuse plan's clips
+            latents = sample_motion_fused(self.unet, self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                          callback=callback, is_cancelled=is_cancelled)
+        else:
+            latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                        callback=callback, is_cancelled=is_cancelled)
 
         # 5. decode a few frames at a time
         frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
-        return LongVideoOutput(frames=frames, latents=latents)
+        return LongVideoOutput(frames=frames, latents=latents, notices=notices)
