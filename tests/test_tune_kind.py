@@ -151,7 +151,7 @@ def test_tune_tab_builds(tmp_path, tuned):
         names = {d.get("api_name") for d in config["dependencies"]}
         assert {"tune", "tuned_edit"} <= names
         types = {c["type"] for c in config["components"]}
-        assert {"lineplot", "dataframe", "dropdown"} <= types
+        assert {"nativeplot", "dataframe", "dropdown"} <= types or {"lineplot", "dataframe", "dropdown"} <= types, types
         assert tab_tune.tuning_choices(studio) == [(tab_tune.tuning_label(studio.tunings()[0]), "k1")]
     finally:
         studio.store.close()
