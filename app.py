@@ -43,7 +43,7 @@ def build(args, models=None, job_fn=None):
 
     from genl.jobs import Studio
     from genl.jobs.studio import detect_devices, is_zero_gpu
-    from ui import tab_edit, tab_jobs, tab_masks, tab_pose, tab_settings, tab_text
+    from ui import tab_edit, tab_jobs, tab_masks, tab_pose, tab_settings, tab_text, tab_tune
 
     models = models or [m for m in args.models.split(",") if m.strip()]
     devices = ["cuda"] if is_zero_gpu() else detect_devices(args.device)
@@ -54,6 +54,7 @@ def build(args, models=None, job_fn=None):
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "
                     "(Gen-L-Video: temporal co-denoising).")
         for title, tab in [("Text → video", tab_text), ("Edit a video", tab_edit), ("Edit anything", tab_masks),
+                           ("Tune on a video", tab_tune),
                            ("Edge / pose control", tab_pose), ("Jobs", tab_jobs), ("Settings / About", tab_settings)]:
             with gr.Tab(title):
                 tab.create_demo(studio)

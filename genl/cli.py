@@ -1,4 +1,5 @@
-"""Command line: `python -m genl generate ...` and `python -m genl edit ...`.
+"""Command line: `python -m genl generate ...`, `python -m genl edit ...` (`--tuned` for a tuned model) and
+`python -m genl tune ...` (one-shot tuning, genl/tuning/cli.py).
 
 Same seed and settings give the same video. Errors a user can cause print one clear line and exit 2.
 """
@@ -13,6 +14,7 @@ from .attention import MODES
 from .codenoise import WEIGHT_SCHEMES
 from .plan import SCHEDULES
 from .settings import PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
+from .tuning.cli import add_tune_parser, add_tuned_edit_args, run_tune
 
 # Every default below comes from the settings dataclasses: each is written once, there.
 G, E, CN = GenerateSettings, EditSettings, CoDenoiseSettings
@@ -62,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--control-video", default="", help="reference video for --control edges")
     e = sub.add_parser("edit", help="edit an uploaded video with a new prompt timeline (tuning-free)")
     _common(e)
-    e.add_argument("--video", required=True)
-    e.add_argument("--source-prompt", required=True, help="what the input video shows")
+    e.add_argument("--video", default="", help="the video to edit (not needed with --tuned --from-noise)")
+    e.add_argument("--source-prompt", default="",
+                   help="what the input video shows (optional with --tuned: the tuning's prompt is used)")
     e.add_argument("--start", type=float, default=E.start, help="trim start, seconds")
     e.add_argument("--end", type=float, default=E.end, help="trim end, seconds")
     e.add_argument("--strength", type=float, default=E.strength, help="how much of the schedule to re-noise (0-1]")
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mask-object", default="", help="edit only this object, e.g. 'the red circle'")
     e.add_argument("--mask-method", choices=["auto", "colour", "grounded_sam"], default=E.mask_method)
     e.add_argument("--control", choices=["", "edges"], default="", help="keep the source video's edges")
+    add_tuned_edit_args(e)
+    add_tune_parser(sub)
     return ap
 
 
@@ -92,6 +97,7 @@ def settings_from_args(args) -> object:
     return EditSettings(video=args.video, source_prompt=args.source_prompt, start=args.start, end=args.end,
                         strength=args.strength, smoothness=args.smoothness, attention=args.attention,
                         cache_dir=args.cache_dir, mask_object=args.mask_object, mask_method=args.mask_method,
+                        tuned=args.tuned, use_identifiers=not args.no_identifiers, from_noise=args.from_noise,
                         **common)
 
 
@@ -130,6 +136,8 @@ def check_before_work(args, settings) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tune":
+        return run_tune(args)
     from .api import run_job
 
     bars = _Bars()

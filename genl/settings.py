@@ -10,6 +10,7 @@ from typing import Optional
 
 from .codenoise import WEIGHT_SCHEMES, make_windows
 from .timeline import Timeline, load_timeline
+from .tuning.settings import TuneSettings
 
 SCHEDULERS = ("ddim", "dpm++", "euler", "euler_a", "unipc", "lcm")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
@@ -167,12 +168,19 @@ class EditSettings(_Common):
     control: str = ""  # '' or 'edges': keep the source video's edges (with a ControlNet)
     controlnet: str = ""
     control_scale: float = 1.0
+    # One-shot tuning (genl/tuning): a saved tuning's folder or key; the edit then samples the tuned model
+    # (genl/pipelines/tuned.py), from the video's inversion or from random noise, with or without e^i.
+    tuned: str = ""
+    use_identifiers: bool = True
+    from_noise: bool = False
 
     def validate(self) -> None:
         _validate_control(self)
-        if not self.video:
+        if not self.video and not (self.tuned and self.from_noise):
             raise ValueError("No video given: upload the video to edit.")
-        if not (self.source_prompt or "").strip():
+        if self.from_noise and not self.tuned:
+            raise ValueError("Starting from random noise needs a tuned model: pick a saved tuning.")
+        if not self.tuned and not (self.source_prompt or "").strip():
             raise ValueError("The source prompt is empty: describe what the uploaded video shows.")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"Edit strength must be above 0 and at most 1 (got {self.strength}).")
@@ -231,7 +239,8 @@ class EdgePreviewSettings(_VideoPreview):
     kind = "edge_preview"
 
 
-SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings)}
+SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings,
+                                       TuneSettings)}
 
 
 def settings_from_dict(data: dict):

@@ -42,6 +42,16 @@ _BY_KIND = {
              "smoothness": ("Smoothness", False, 0, 1000, True),
              "strength": ("The edit strength", False, 0, 1, False),
              "control_scale": ("The control strength", False, 0, 2, True)},
+    "tune": {"start": ("The trim start (s)", False, 0, LIMIT, True),
+             "end": ("The trim end (s)", False, 0, LIMIT, False),
+             "clip_length": ("The clip length M", True, 1, LIMIT, True),
+             "stride": ("The stride S", True, 1, LIMIT, True),
+             "epochs": ("Epochs", True, 1, 100000, True),
+             "batch_size": ("The batch size", True, 1, 64, True),
+             "learning_rate": ("The learning rate", False, 0, 1, False),
+             "identifier_dropout": ("The identifier dropout", False, 0, 1, True),
+             "lora_rank": ("The LoRA rank", True, 1, 256, True),
+             "max_steps": ("The step limit", True, 1, LIMIT, True)},
 }
 # Form fields of the UI tabs (before they become settings), by the labels people see.
 _FORM = {"num_frames": "Length (frames)", "fps": "Frames per second", "width": "Width", "height": "Height",
@@ -80,7 +90,7 @@ def _check_fields(obj, table: dict) -> None:
         if not hasattr(obj, name):
             continue
         value = getattr(obj, name)
-        if value is None and name in ("windows_per_call", "end", "inversion_steps"):
+        if value is None and name in ("windows_per_call", "end", "inversion_steps", "max_steps"):
             continue
         setattr(obj, name, number(value, label, whole, low, high, low_included))
 
@@ -88,7 +98,8 @@ def _check_fields(obj, table: dict) -> None:
 def check_numbers(settings) -> None:
     """Every numeric setting finite and in range; whole numbers become ints (16.0 -> 16). ValueError if not."""
     _check_fields(settings, _COMMON)
-    _check_fields(settings.codenoise, _CODENOISE)
+    if hasattr(settings, "codenoise"):  # a tune job has M and S as its own fields (_BY_KIND["tune"])
+        _check_fields(settings.codenoise, _CODENOISE)
     _check_fields(settings, _BY_KIND.get(getattr(settings, "kind", ""), {}))
     motion = getattr(settings, "motion", None)
     if motion is not None:

@@ -12,7 +12,8 @@ from genl.timeline import Timeline
 from genl.tuning.identifiers import ClipIdentifiers
 from genl.tuning.settings import TuneSettings
 from genl.tuning.store import TuningStore
-from genl.tuning.train import CHECKPOINT_FILE, clip_loss, diffusion_loss, make_optimizer, tune
+from genl.plan import CoDenoisePlan
+from genl.tuning.train import CHECKPOINT_FILE, clip_loss, diffusion_loss, frame_text, make_optimizer, tune
 from genl.tuning.weights import load_tuned, prepare_unet, read_meta, trained_state
 
 SOURCE = Timeline.parse("0-5: a red circle moving right | 6-11: a blue square moving left")
@@ -71,8 +72,7 @@ def _prepared(clip_length=4):
     frames = tiny_video()
     windows = make_windows(len(frames), clip_length, 2)
     params = prepare_unet(comps["unet"], "lora", 4, True, clip_length)
-    text = timeline_conditions(comps["tokenizer"], comps["text_encoder"], SOURCE, windows, len(frames),
-                               device="cpu", dtype=torch.float32, use_cfg=False, per_frame=True).cond
+    text = frame_text(comps["tokenizer"], comps["text_encoder"], SOURCE, windows, len(frames), "cpu")
     ids = ClipIdentifiers(windows, len(frames), text.shape[-1], 2, std=1.0, generator=torch.Generator().manual_seed(0))
     latents = encode_frames(comps["vae"], frames, "cpu").float()
     return comps, params, ids, text, latents, windows
@@ -145,26 +145,25 @@ def test_cancel_keeps_a_usable_checkpoint_and_resume_continues_the_step_count(tm
 def test_guidance_with_identifiers_matches_the_paper_formula():
     comps, _, ids, _, _, windows = _prepared()
     unet = comps["unet"].eval()
-    text = timeline_conditions(comps["tokenizer"], comps["text_encoder"], SOURCE, windows, 12, device="cpu",
-                               dtype=torch.float32, use_cfg=True, per_frame=True)
-    window_ids = [ids.mixed(ids.for_window(w, 12)) for w in windows]
+    text = timeline_conditions(comps["tokenizer"], comps["text_encoder"], SOURCE, CoDenoisePlan(12, 4, 2),
+                               device="cpu", dtype=torch.float32, use_cfg=True, per_frame=True)
     g = 4.0
-    denoise = identified_denoiser(unet, text, ids, window_ids, windows, 12, g)
+    denoise = identified_denoiser(unet, text, ids, lambda w: ids.mixed(ids.for_window(w, 12)), g)
     x = torch.randn(1, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     i, t = 2, torch.tensor(500)
     with torch.no_grad():
-        got = denoise(x, t, [i])
+        got = denoise(x, t, [windows[i]])
         images = x[0].permute(1, 0, 2, 3)
         rows = torch.arange(*windows[i])
         e = ids.embeddings[i].detach().expand(4, -1, -1)
-        eps_c = unet(images, t, encoder_hidden_states=torch.cat([text.cond[rows], e], 1)).sample
-        eps_u = unet(images, t, encoder_hidden_states=torch.cat([text.uncond[rows], torch.zeros_like(e)], 1)).sample
+        eps_c = unet(images, t, encoder_hidden_states=torch.cat([text.frames[0][rows], e], 1)).sample
+        eps_u = unet(images, t, encoder_hidden_states=torch.cat([text.frames[1][rows], torch.zeros_like(e)], 1)).sample
     w = g - 1
     expected = (1 + w) * eps_c - w * eps_u
     torch.testing.assert_close(got[0].permute(1, 0, 2, 3), expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(identifier_guidance(eps_c, eps_u, w), expected)
     assert not torch.allclose(eps_c, unet(images, t, encoder_hidden_states=torch.cat(
-        [text.cond[rows], torch.zeros_like(e)], 1)).sample)  # e^i changes the prediction
+        [text.frames[0][rows], torch.zeros_like(e)], 1)).sample)  # e^i changes the prediction
 
 
 def test_windows_between_training_clips_mix_the_nearest_identifiers():
@@ -185,5 +184,5 @@ def test_tuned_pipeline_runs_end_to_end(tmp_path):
     assert with_ids.frames.shape == (12, 32, 32, 3) and with_ids.frames.dtype == np.uint8
     assert not torch.allclose(with_ids.latents, without.latents)
     stages = []
-    inverted = pipe(edit, num_inference_steps=2, source_frames=frames, callback=lambda s, *a: stages.append(s))
+    inverted = pipe(edit, num_inference_steps=2, source_frames=frames, callback=lambda e: stages.append(e["stage"]))
     assert inverted.frames.shape == frames.shape and stages[:2] == ["inversion", "inversion"]

@@ -3,7 +3,8 @@
 Every event has "type", "job" (id) and "time". Kinds:
   queued    position (1 = next to run)
   started   worker, device
-  progress  the engine's progress dict (genl/progress.py: stage, step, total) + fraction (0..1 overall), eta (s)
+  progress  the engine's progress dict (genl/progress.py: stage, step, total; tuning adds loss, rate) +
+            fraction (0..1 overall), eta (s)
   preview   path (PNG of the current x0 for a few frames), stage, step
   finished  outputs {video, settings, thumbnail, frames_dir}
   failed    message (for people)
@@ -19,7 +20,8 @@ from typing import Optional
 TYPES = ("queued", "started", "progress", "preview", "finished", "failed", "cancelled")
 FINAL_TYPES = ("finished", "failed", "cancelled")
 # Rough share of a job's time per stage, to turn (stage, step/total) into one progress fraction.
-STAGE_SPAN = {"inversion": (0.0, 0.45), "denoise": (0.0, 0.95), "decode": (0.95, 1.0)}
+STAGE_SPAN = {"inversion": (0.0, 0.45), "denoise": (0.0, 0.95), "decode": (0.95, 1.0),
+              "tune": (0.0, 0.98)}  # one-shot tuning: the rest is writing the weights and the job's files
 EDIT_STAGE_SPAN = {"inversion": (0.0, 0.45), "denoise": (0.45, 0.95), "decode": (0.95, 1.0)}
 
 
@@ -45,6 +47,8 @@ def engine_progress(job: str, event: dict, fraction: float, eta: Optional[float]
     plus what only the worker knows; "x0" stays behind (it becomes a preview image)."""
     data = {"stage": "denoise", "step": 0, "total": 0}
     data.update((k, v) for k, v in event.items() if k != "x0")
+    own_eta = data.pop("eta", None)  # tuning reports its own (from its whole-run step rate)
+    eta = eta if eta is not None else own_eta
     return _event("progress", job, **data, fraction=float(fraction), eta=None if eta is None else float(eta))
 
 
@@ -83,6 +87,8 @@ def describe(event: dict) -> str:
     if t == "progress":
         eta = event.get("eta")
         left = f", about {format_seconds(eta)} left" if eta is not None else ""
+        if event.get("loss") is not None:  # tuning: the loss and speed say whether it is still learning
+            left = f", loss {event['loss']:.4f}, {event.get('rate') or 0:.2f} steps/s{left}"
         return f"{event['stage'].capitalize()} step {event['step']}/{event['total']} ({event['fraction']:.0%}){left}."
     if t == "preview":
         return f"Preview at {event['stage']} step {event['step']}."

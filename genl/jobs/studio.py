@@ -366,6 +366,16 @@ class Studio:
 
         return list(available_models(self.configured_models or None))
 
+    @property
+    def tunings_dir(self) -> Path:
+        return self.private / "tunings"
+
+    def tunings(self) -> list[dict]:
+        """Saved one-shot tunings (genl/tuning/store.py), newest first, for the tune tab's table."""
+        from genl.tuning.store import TuningStore
+
+        return TuningStore(self.tunings_dir).list()
+
     def info(self) -> dict:
         with self._lock:
             workers = [{"device": w.device, "ready": w.ready, "running": w.current, "problem": w.broken}
@@ -399,6 +409,12 @@ class Studio:
                 settings.video = self._keep_upload(settings.video)
             if hasattr(settings, "cache_dir") and not settings.cache_dir:
                 settings.cache_dir = str(self.private / "cache")
+        if getattr(settings, "kind", "") == "tune":  # tunings live in the private folder, shared by jobs
+            if settings.video and keep_upload:
+                settings.video = self._keep_upload(settings.video)
+            settings.store_dir = str(self.tunings_dir)
+        if getattr(settings, "tuned", ""):  # only a tuning of this studio's store (a key, never any path)
+            settings.tuned = str(self.tunings_dir / Path(settings.tuned).name)
         if getattr(settings, "control_video", "") and keep_upload:
             settings.control_video = self._keep_upload(settings.control_video)
         return settings

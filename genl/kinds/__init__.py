@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import edge_preview, edit, generate, mask_preview
+from . import edge_preview, edit, generate, mask_preview, tune
 from .base import JobContext
 
-KINDS: dict[str, ModuleType] = {m.Settings.kind: m for m in (generate, edit, mask_preview, edge_preview)}
+KINDS: dict[str, ModuleType] = {m.Settings.kind: m for m in (generate, edit, mask_preview, edge_preview, tune)}
 
 
 def kind_of(settings) -> ModuleType:

@@ -1,5 +1,6 @@
 """Edit an uploaded video (tuning-free): invert under the source prompt, resample under the target
-timeline; optionally only inside an object's masks, optionally keeping the source's edges."""
+timeline; optionally only inside an object's masks, optionally keeping the source's edges. With `tuned`
+the one-shot-tuned model samples instead (genl/tuning/jobs.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +9,7 @@ from ..conditions.edges import edge_map
 from ..conditions.masks import object_masks
 from ..settings import EditSettings
 from ..timeline import load_timeline
+from ..tuning.jobs import prepare_tuned_edit, run_tuned_edit
 from .base import JobContext, controlnet_for, demo_notice, load_pipeline, save
 
 Settings = EditSettings
@@ -16,6 +18,9 @@ Settings = EditSettings
 def prepare(settings: EditSettings, ctx: JobContext):
     """Read and trim the video, then validate once: the timeline is checked against its real length."""
     from ..video_io import read_video
+
+    if settings.tuned:  # a one-shot-tuned model (genl/tuning) brings its own size, source and pipeline
+        return prepare_tuned_edit(settings, ctx)
 
     ctx.notices[:0] = demo_notice(settings)
     controlnet = controlnet_for(settings)
@@ -32,6 +37,8 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
     from ..inversion import InversionCache
     from ..video_io import video_hash
 
+    if settings.tuned:
+        return run_tuned_edit(settings, inputs, ctx)
     pipe = load_pipeline(ctx, settings, "edit", inputs["controlnet"])
     masks = None
     if settings.mask_object:  # after loading: the demo world's stand-in masks need to know the model used

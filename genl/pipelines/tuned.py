@@ -13,13 +13,14 @@ test) or from the source video's DDIM-inverted latents.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from ..codenoise import make_windows, window_frames, window_weights
 from ..inversion import ddim_invert, inversion_timesteps
+from ..plan import CoDenoisePlan
 from ..sampling import co_denoise_sample, make_scheduler
 from ..timeline import Timeline
 from .common import (
@@ -38,25 +39,25 @@ def identifier_guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: flo
     return (1 + w) * eps_cond - w * eps_uncond
 
 
-def identified_denoiser(unet, text, identifiers, window_ids, windows, num_frames: int, guidance_scale: float):
-    """denoise_batch for the tuned UNet: each window's frames get their text rows plus the window's e^i
-    (window_ids[i], (K, dim); None = ∅); the unconditional half gets the negative text and ∅."""
-    use_cfg = text.uncond is not None
+def identified_denoiser(unet, text, identifiers, identifier_of: Callable, guidance_scale: float):
+    """The sampler's denoise(x, t, windows) for the tuned UNet: each window's frames get their text rows
+    (text: TextConditions, per frame) plus identifier_of(window), (K, dim) or None = ∅; the unconditional
+    half gets the negative text and ∅."""
+    tokens = identifiers.tokens if identifiers is not None else 0
 
-    def states(emb, i, e):
-        rows = window_frames(windows[i], num_frames).to(emb.device)
-        part = emb[rows]
-        if identifiers is None or identifiers.tokens == 0:
+    def with_id(part, e):
+        if tokens == 0:
             return part
-        e = torch.zeros(identifiers.tokens, part.shape[-1], device=part.device) if e is None else e
+        e = torch.zeros(tokens, part.shape[-1], device=part.device) if e is None else e
         return torch.cat([part, e.to(part).unsqueeze(0).expand(part.shape[0], -1, -1)], dim=1)
 
-    def denoise_batch(x, t, indices):
+    def denoise(x, t, windows):
         k, c, m, h, w = x.shape
         images = x.permute(0, 2, 1, 3, 4).reshape(k * m, c, h, w).to(unet.dtype)
-        cond = torch.cat([states(text.cond, i, window_ids[i]) for i in indices]).to(unet.dtype)
-        if use_cfg:
-            uncond = torch.cat([states(text.uncond, i, None) for i in indices]).to(unet.dtype)
+        halves = [text.frame_states([win]) for win in windows]
+        cond = torch.cat([with_id(cd, identifier_of(win)) for (cd, _), win in zip(halves, windows)]).to(unet.dtype)
+        if text.use_cfg:
+            uncond = torch.cat([with_id(un, None) for _, un in halves]).to(unet.dtype)
             out = unet(torch.cat([images, images]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
             eps_uncond, eps_cond = out.chunk(2)
             out = identifier_guidance(eps_cond, eps_uncond, guidance_scale - 1.0)
@@ -64,7 +65,7 @@ def identified_denoiser(unet, text, identifiers, window_ids, windows, num_frames
             out = unet(images, t, encoder_hidden_states=cond).sample
         return out.reshape(k, m, c, h, w).permute(0, 2, 1, 3, 4)
 
-    return denoise_batch
+    return denoise
 
 
 class LongTunedPipeline(LongVideoPipelineBase):
@@ -86,29 +87,34 @@ class LongTunedPipeline(LongVideoPipelineBase):
         parts = {k: components[k] for k in ("vae", "text_encoder", "tokenizer", "scheduler")}
         return cls(unet=unet, identifiers=identifiers.to(unet.dtype), tuning=meta, **parts)
 
-    def window_identifiers(self, windows, num_frames: int, mode: str = "linear"):
-        """e^i of each sampling window: its training clip's, or a mix of the two nearest (None without)."""
-        ids = self.identifiers
-        if ids is None or len(ids) == 0:
-            return [None] * len(windows)
-        with torch.no_grad():
-            return [ids.mixed(ids.for_window(w, num_frames, mode)).to(self.unet.device) for w in windows]
+    def identifier_of(self, num_frames: int, mode: str = "linear", use_identifiers: bool = True) -> Callable:
+        """window -> its e^i: its training clip's, or a mix of the two nearest (None = ∅); cached per window,
+        since moving-window schedules ask for new windows as they go."""
+        ids, cache = self.identifiers, {}
+        if not use_identifiers or ids is None or len(ids) == 0:
+            return lambda window: None
+
+        def of(window):
+            if window not in cache:
+                with torch.no_grad():
+                    cache[window] = ids.mixed(ids.for_window(window, num_frames, mode)).to(self.unet.device)
+            return cache[window]
+
+        return of
 
     @torch.no_grad()
-    def invert(self, frames: np.ndarray, source: Timeline, windows, fusion, window_ids, num_inference_steps: int,
-               windows_per_call: int, callback=None, is_cancelled=None) -> torch.Tensor:
+    def invert(self, frames: np.ndarray, source: Timeline, plan, identifier_of, num_inference_steps: int,
+               callback=None, is_cancelled=None) -> torch.Tensor:
         """DDIM-invert the source video through the tuned model, conditioned on (c^i, e^i)."""
         num_frames = len(frames)
-        text = timeline_conditions(self.tokenizer, self.text_encoder, source.validate(num_frames), windows,
-                                   num_frames, device=self.unet.device, dtype=self.unet.dtype, use_cfg=False,
-                                   per_frame=True)
-        denoise = identified_denoiser(self.unet, text, self.identifiers, window_ids, windows, num_frames, 1.0)
+        text = timeline_conditions(self.tokenizer, self.text_encoder, source.validate(num_frames), plan,
+                                   device=self.unet.device, dtype=self.unet.dtype, use_cfg=False, per_frame=True)
+        denoise = identified_denoiser(self.unet, text, self.identifiers, identifier_of, 1.0)
         ddim = make_scheduler("ddim", self.scheduler.config)
         latents = encode_frames(self.vae, frames, self.unet.device).float()
-        return ddim_invert(latents, inversion_timesteps(ddim, num_inference_steps), ddim.alphas_cumprod, windows,
-                           fusion, denoise, prediction_type=ddim.config.prediction_type,
-                           final_alpha=float(ddim.final_alpha_cumprod), windows_per_call=windows_per_call,
-                           callback=callback, is_cancelled=is_cancelled)
+        return ddim_invert(latents, inversion_timesteps(ddim, num_inference_steps), ddim.alphas_cumprod, plan,
+                           denoise, prediction_type=ddim.config.prediction_type,
+                           final_alpha=float(ddim.final_alpha_cumprod), callback=callback, is_cancelled=is_cancelled)
 
     @torch.no_grad()
     def __call__(
@@ -143,33 +149,32 @@ class LongTunedPipeline(LongVideoPipelineBase):
         timeline = timeline.validate(num_frames)
         use_cfg = guidance_scale > 1.0
 
-        windows = make_windows(num_frames, cn.clip_length, cn.stride, loop=cn.loop)
-        fusion = [window_weights(cn.weights, cn.clip_length)] * len(windows)
-        self._set_clip_length(cn.clip_length)
-        window_ids = self.window_identifiers(windows, num_frames, identifier_mode) if use_identifiers \
-            else [None] * len(windows)
         per_call = cn.windows_per_call or default_windows_per_call(device, cn.clip_length, height, width,
                                                                    use_cfg, dtype)
+        plan = CoDenoisePlan.from_settings(cn, num_frames, windows_per_call=per_call)
+        self._set_clip_length(cn.clip_length)
+        identifier_of = self.identifier_of(num_frames, identifier_mode, use_identifiers)
 
         # 1. starting latents: random noise (Fig. 4 right) or the inverted source video
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         if source_frames is not None:
             src = source or Timeline.from_json(self.tuning["timeline"])
-            latents = self.invert(source_frames, src, windows, fusion, window_ids, num_inference_steps, per_call,
-                                  callback, is_cancelled).to(device)
+            inversion = CoDenoisePlan.from_settings(dataclasses.replace(cn, loop=False), num_frames,
+                                                    windows_per_call=per_call)
+            latents = self.invert(source_frames, src, inversion, identifier_of, num_inference_steps, callback,
+                                  is_cancelled).to(device)
         else:
             shape = (1, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor,
                      width // self.vae_scale_factor)
             latents = initial_noise(shape, seed, device, torch.float32, self.scheduler.init_noise_sigma)
 
         # 2. co-denoise the whole video; each window guided by (c^i, e^i) against (∅, ∅)
-        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, windows, num_frames, device=device,
-                                   dtype=dtype, use_cfg=use_cfg, per_frame=True, interpolation=cn.interpolation,
+        text = timeline_conditions(self.tokenizer, self.text_encoder, timeline, plan, device=device, dtype=dtype,
+                                   use_cfg=use_cfg, per_frame=True, interpolation=cn.interpolation,
                                    transition=cn.transition_frames)
-        denoise = identified_denoiser(self.unet, text, self.identifiers, window_ids, windows, num_frames,
-                                      guidance_scale)
-        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, windows, fusion, denoise,
-                                    windows_per_call=per_call, callback=callback, is_cancelled=is_cancelled)
+        denoise = identified_denoiser(self.unet, text, self.identifiers, identifier_of, guidance_scale)
+        latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
+                                    callback=callback, is_cancelled=is_cancelled)
 
         # 3. decode
         frames = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)

@@ -1,15 +1,14 @@
 """`python -m genl tune ...` and the `--tuned FOLDER` option of `python -m genl edit`.
 
-genl/cli.py wires them: `add_tune_parser(sub)` next to generate/edit, `add_tuned_edit_args(edit_parser)`,
-and in main: `if args.command == "tune": return run_tune(args)`, and for edit
-`if args.tuned: return run_tuned_edit_cli(args)` before building EditSettings.
+genl/cli.py wires them: `add_tune_parser(sub)` next to generate/edit, `add_tuned_edit_args(edit_parser)`
+(the edit then runs as any edit, through run_job, with EditSettings.tuned), and `run_tune(args)`.
 """
 from __future__ import annotations
 
 import sys
 import time
 
-from .settings import METHODS, OPTIMIZERS, TuneSettings
+from .settings import DEFAULT_STORE, METHODS, OPTIMIZERS, TuneSettings
 
 _DEFAULTS = TuneSettings()
 
@@ -17,6 +16,8 @@ _DEFAULTS = TuneSettings()
 def add_tune_parser(subparsers):
     p = subparsers.add_parser("tune", help="one-shot tune an image model on a long video (with clip identifiers)")
     p.add_argument("--video", required=True)
+    p.add_argument("--start", type=float, default=_DEFAULTS.start, help="trim start, seconds")
+    p.add_argument("--end", type=float, default=_DEFAULTS.end, help="trim end, seconds")
     p.add_argument("--prompt", required=True, help="what the video shows: a prompt or a timeline '0-47: ... | ...'")
     p.add_argument("--model", default=_DEFAULTS.model, help="image model: hub id, folder, or 'demo'")
     p.add_argument("-M", "--clip-length", type=int, default=_DEFAULTS.clip_length)
@@ -36,13 +37,14 @@ def add_tune_parser(subparsers):
     p.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--store", default="outputs/tunings", help="folder of tunings (one sub-folder per video+settings)")
+    p.add_argument("--store", default=DEFAULT_STORE, help="folder of tunings (one sub-folder per video+settings)")
     p.add_argument("--list", action="store_true", help="list the tunings in --store and exit")
     return p
 
 
 def add_tuned_edit_args(edit_parser) -> None:
-    edit_parser.add_argument("--tuned", default="", help="tuning folder from `genl tune`: sample with it")
+    edit_parser.add_argument("--tuned", default="", help="tuning folder (or its name in outputs/tunings) from "
+                                                         "`python -m genl tune`: sample with the tuned model")
     edit_parser.add_argument("--no-identifiers", action="store_true", help="ablation: sample without e^i")
     edit_parser.add_argument("--from-noise", action="store_true",
                              help="with --tuned: start from random noise instead of the video's inversion")
@@ -50,7 +52,7 @@ def add_tuned_edit_args(edit_parser) -> None:
 
 def settings_from_args(args) -> TuneSettings:
     demo = args.model == "demo"
-    return TuneSettings(video=args.video, prompt=args.prompt, model=args.model, clip_length=args.clip_length,
+    return TuneSettings(video=args.video, start=args.start, end=args.end, store_dir=args.store, prompt=args.prompt, model=args.model, clip_length=args.clip_length,
                         stride=args.stride, width=args.width or (128 if demo else 512),
                         height=args.height or (128 if demo else 512), fps=args.fps, method=args.method,
                         lora_rank=args.lora_rank, learning_rate=args.lr, batch_size=args.batch_size,
@@ -67,6 +69,7 @@ def run_tune(args) -> int:
             state = "done" if e["finished"] else f"stopped at {e['step']}/{e['total']}"
             print(f"{e['folder']}  {e['method']}  {state}  loss {e['loss']:.4f}  {e['prompt']}")
         return 0
+    from ..validation import check_numbers
     from .jobs import run_tune_job
 
     last = [0.0]
@@ -79,7 +82,9 @@ def run_tune(args) -> int:
                   f"{event['rate']:.2f} steps/s eta {eta}", file=sys.stderr)
 
     try:
-        out = run_tune_job(settings_from_args(args), args.store, progress=report)
+        settings = settings_from_args(args)
+        check_numbers(settings)
+        out = run_tune_job(settings, args.store, progress=report)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -87,22 +92,4 @@ def run_tune(args) -> int:
         print("cancelled (the last checkpoint is kept; run the same command to resume)", file=sys.stderr)
         return 130
     print(f"tuned {out['step']} steps ({out['stop_reason']}): {out['folder']}")
-    return 0
-
-
-def run_tuned_edit_cli(args) -> int:
-    from ..settings import CoDenoiseSettings
-    from .jobs import run_tuned_edit
-
-    cn = CoDenoiseSettings(clip_length=args.clip_length, stride=args.stride, weights=args.weights,
-                           windows_per_call=args.windows_per_call, interpolation=args.interpolation)
-    try:
-        out = run_tuned_edit(args.tuned, args.prompt, args.out, video="" if args.from_noise else args.video,
-                             steps=args.steps, guidance=args.guidance, seed=args.seed,
-                             use_identifiers=not args.no_identifiers, codenoise=cn, device=args.device,
-                             precision=args.precision, fps=args.fps)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {out['video']} ({out['num_frames']} frames)")
     return 0

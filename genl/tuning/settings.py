@@ -2,8 +2,9 @@
 
 Paper defaults: lr 3e-5 scaled by the batch size, batch 5, ~100 epochs for a ~100-frame video, clips of
 M=16 frames with stride S=4. Our additions: LoRA by default (fits a 16x512x512 clip in a consumer GPU),
-identifier dropout (the paper drops e^i at random; the rate is ours, see bench/results/tuning_demo.md),
-and early stopping when the epoch loss stops improving.
+identifier dropout (the paper drops e^i at random; the rate is ours: 0.1, as a Tune-A-Video-style
+regulariser, since 0 and 0.1 measured the same in bench/results/tuning_demo.json, see README "One-shot
+tuning"), and early stopping when the epoch loss stops improving.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Optional
 METHODS = ("lora", "full")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit")
+DEFAULT_STORE = "outputs/tunings"  # where `python -m genl tune` keeps tunings (the studio: private/tunings)
 
 
 @dataclass
@@ -21,6 +23,8 @@ class TuneSettings:
 
     kind = "tune"
     video: str = ""
+    start: float = 0.0  # trim, seconds (part of the key: other frames make other weights)
+    end: Optional[float] = None
     prompt: str = ""  # the source video's timeline ("0-47: ... | 48-95: ..."), c^i per clip
     model: str = "demo"
     clip_length: int = 16  # M
@@ -36,7 +40,9 @@ class TuneSettings:
     scale_lr: bool = True
     identifier_lr: float = 1e-3  # the e^i are new embeddings, like textual inversion they need a larger lr
     identifier_tokens: int = 1  # tokens per e^i appended to the text states
-    identifier_dropout: float = 0.1  # chance that a clip trains without its e^i (and learns from c^i alone)
+    # Chance that a clip trains without its e^i (and learns from c^i alone). 0.1 is a regulariser choice:
+    # 0 and 0.1 gave the same trajectory error in the demo world (bench/results/tuning_demo.json).
+    identifier_dropout: float = 0.1
     batch_size: int = 5
     epochs: int = 100
     max_steps: Optional[int] = None  # cap on optimiser steps (None: epochs decide)
@@ -48,6 +54,7 @@ class TuneSettings:
     optimizer: str = "adamw"  # adamw8bit needs bitsandbytes and a CUDA GPU
     seed: int = 0
     device: str = "auto"
+    store_dir: str = ""  # folder of tunings (the studio's private/tunings); empty: DEFAULT_STORE
 
     def validate(self) -> None:
         if not self.video:
@@ -81,6 +88,8 @@ class TuneSettings:
             raise ValueError(f"The LoRA rank must be between 1 and 256 (got {self.lora_rank}).")
         if self.checkpoint_every < 1:
             raise ValueError("Save a checkpoint at least every so many steps (checkpoint_every >= 1).")
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise ValueError("The trim end must come after the trim start (both in seconds, start at least 0).")
         if self.fps <= 0 or self.max_frames < self.clip_length:
             raise ValueError("The frame rate must be positive and the frame limit at least one clip long.")
 
@@ -90,7 +99,7 @@ class TuneSettings:
 
     def weights_key(self) -> dict:
         """Settings that change the tuned weights (not where they run, nor when they are saved)."""
-        skip = {"device", "checkpoint_every", "video"}
+        skip = {"device", "checkpoint_every", "video", "store_dir"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def to_dict(self) -> dict:

@@ -48,3 +48,15 @@ class TuningStore:
                         "finished": bool(meta.get("finished")), "loss": losses[-1],
                         "modified": meta_path.stat().st_mtime})
         return sorted(out, key=lambda e: e["modified"], reverse=True)
+
+
+def resolve_tuning(name: str, store_dir=None) -> Path:
+    """A tuning folder from what a person gives: a folder path, or a key (folder name) in `store_dir`."""
+    from .settings import DEFAULT_STORE
+
+    given = Path(str(name or ""))
+    for folder in (given, Path(store_dir or DEFAULT_STORE) / given.name):
+        if str(name) and (folder / META_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+            return folder
+    raise ValueError(f"No tuning called '{name}' was found. Tune on a video first (the 'Tune on a video' tab "
+                     "or `python -m genl tune`), then pick it from the list of saved tunings.")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..codenoise import make_windows, window_frames
 from ..pipelines.common import encode_frames, timeline_conditions
+from ..plan import CoDenoisePlan
 from ..sampling import Cancelled, check_cancel
 from ..timeline import Timeline
 from .identifiers import ClipIdentifiers, drop_mask
@@ -124,8 +125,7 @@ def tune(
     timeline = timeline.validate(num_frames)
 
     latents = encode_frames(vae, frames, device).float()
-    text = timeline_conditions(tokenizer, text_encoder, timeline, windows, num_frames, device=device,
-                               dtype=torch.float32, use_cfg=False, per_frame=True).cond  # c^i per frame
+    text = frame_text(tokenizer, text_encoder, timeline, windows, num_frames, device)  # c^i per frame
     gen = torch.Generator("cpu").manual_seed(settings.seed)
     identifiers = ClipIdentifiers(windows, num_frames, text.shape[-1], settings.identifier_tokens,
                                   std=float(text.std()), generator=gen).to(device)
@@ -188,6 +188,15 @@ def tune(
             "losses": state.losses, "epoch_losses": state.epoch_losses, "folder": str(folder)}
 
 
+def frame_text(tokenizer, text_encoder, timeline: Timeline, windows, num_frames: int, device) -> torch.Tensor:
+    """(F, tokens, dim) fp32 text states c^i, one row per frame (the image pipelines' per-frame mix)."""
+    m = windows[0][1] - windows[0][0]
+    stride = windows[1][0] - windows[0][0] if len(windows) > 1 else m
+    plan = CoDenoisePlan(num_frames=num_frames, clip_length=m, stride=stride)
+    return timeline_conditions(tokenizer, text_encoder, timeline, plan, device=device, dtype=torch.float32,
+                               use_cfg=False, per_frame=True).frames[0]
+
+
 def _end_epoch(state: TuneState, losses: list, settings: TuneSettings) -> None:
     """Early stop: the epoch mean loss has not improved by plateau_delta (relative) for plateau_patience epochs."""
     mean = float(np.mean(losses))
@@ -236,9 +245,8 @@ def clip_loss(components: dict, unet, identifiers: ClipIdentifiers, frames: np.n
     device = unet.device
     windows = identifiers.windows
     latents = encode_frames(components["vae"], frames, device).float()
-    text = timeline_conditions(components["tokenizer"], components["text_encoder"], timeline.validate(len(frames)),
-                               windows, len(frames), device=device, dtype=torch.float32, use_cfg=False,
-                               per_frame=True).cond
+    text = frame_text(components["tokenizer"], components["text_encoder"], timeline.validate(len(frames)), windows,
+                      len(frames), device)
     clips = list(range(len(windows)))
     dropped = torch.full((len(clips),), not use_identifiers)
     loss = diffusion_loss(unet, components["scheduler"], latents, clips, windows, text, identifiers, dropped,
