@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .attention import MODES
 from .codenoise import WEIGHT_SCHEMES
+from .conditions.mask_settings import METHODS, MaskSettings
 from .plan import SCHEDULES
 from .settings import PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
 from .tuning.cli import add_tune_parser, add_tuned_edit_args, run_tune
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--attention", choices=MODES, default=E.attention)
     e.add_argument("--cache-dir", default="", help="inversion cache folder")
     e.add_argument("--mask-object", default="", help="edit only this object, e.g. 'the red circle'")
-    e.add_argument("--mask-method", choices=["auto", "colour", "grounded_sam"], default=E.mask_method)
+    e.add_argument("--mask-method", choices=METHODS, default=MaskSettings.method,
+                   help="how the object's masks are made ('upload': give --mask-video)")
+    e.add_argument("--mask-video", default="", help="a mask video (white = edit) for --mask-method upload")
     e.add_argument("--control", choices=["", "edges"], default="", help="keep the source video's edges")
     add_tuned_edit_args(e)
     add_tune_parser(sub)
@@ -96,7 +99,8 @@ def settings_from_args(args) -> object:
                                 attention=args.attention, control_video=args.control_video, **common)
     return EditSettings(video=args.video, source_prompt=args.source_prompt, start=args.start, end=args.end,
                         strength=args.strength, smoothness=args.smoothness, attention=args.attention,
-                        cache_dir=args.cache_dir, mask_object=args.mask_object, mask_method=args.mask_method,
+                        cache_dir=args.cache_dir, mask_object=args.mask_object,
+                        masks=MaskSettings(method=args.mask_method, upload=args.mask_video),
                         tuned=args.tuned, use_identifiers=not args.no_identifiers, from_noise=args.from_noise,
                         **common)
 

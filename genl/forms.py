@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 
+from .conditions.mask_settings import MaskSettings
 from .settings import CoDenoiseSettings, EditSettings, GenerateSettings
+
 
 def seed_value(seed, randomize: bool) -> int:
     if randomize or seed is None or seed == "" or int(seed) < 0:
@@ -59,13 +61,32 @@ def edit_settings(values: dict) -> EditSettings:
                         source_prompt=str(values.get("source_prompt") or ""), **common)
 
 
+def mask_settings(values: dict) -> MaskSettings:
+    """How the object becomes masks, from the Edit-anything tab's values (missing ones keep MaskSettings'
+    defaults); an uploaded mask video is used as it is (method 'upload')."""
+    d = MaskSettings()
+
+    def get(name, default, key=None):
+        v = values.get(key or name)
+        return type(default)(default if v in (None, "") else v)
+
+    upload = str(values.get("mask_video") or "")
+    return MaskSettings(method="upload" if upload else get("method", d.method, "mask_method"),
+                        box_threshold=get("box_threshold", d.box_threshold),
+                        text_threshold=get("text_threshold", d.text_threshold),
+                        instance=get("instance", d.instance), index=get("index", d.index, "instance_index"),
+                        keyframe_every=get("keyframe_every", d.keyframe_every), dilate=get("dilate", d.dilate),
+                        feather=get("feather", d.feather), upload=upload).validate()
+
+
 def masked_edit_settings(values: dict) -> EditSettings:
-    """An edit that changes only the object named in values['mask_object'] (and may keep the source's edges)."""
+    """An edit that changes only the object named in values['mask_object'] (or inside an uploaded mask
+    video), and may keep the source's edges."""
     settings = edit_settings(values)
     settings.mask_object = str(values.get("mask_object") or "").strip()
-    if not settings.mask_object:
-        raise ValueError("Describe the object to edit (for example 'the red circle').")
-    settings.mask_method = str(values.get("mask_method") or "auto")
+    settings.masks = mask_settings(values)
+    if not settings.mask_object and settings.masks.method != "upload":
+        raise ValueError("Describe the object to edit (for example 'the red circle'), or upload a mask video.")
     settings.strength = float(values.get("strength") or 1.0)
     if values.get("keep_edges"):
         settings.control = "edges"

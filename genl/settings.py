@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from .codenoise import WEIGHT_SCHEMES, make_windows
+from .conditions.mask_settings import MaskSettings
 from .timeline import Timeline, load_timeline
 from .tuning.settings import TuneSettings
 
@@ -62,11 +63,13 @@ class _Data:
         data = dict(data)
         data.pop("kind", None)
         names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
+        unknown = set(data) - names - ({"mask_method"} if "masks" in names else set())
         if unknown:
             raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
         if isinstance(data.get("codenoise"), dict):
             data["codenoise"] = CoDenoiseSettings(**data["codenoise"])
+        if "masks" in names:
+            data["masks"] = _mask_settings(data.get("masks"), data.pop("mask_method", None))
         return cls(**data)
 
 
@@ -164,7 +167,7 @@ class EditSettings(_Common):
     strength: float = 1.0  # fraction of the schedule to invert and resample (1 = full)
     cache_dir: str = ""
     mask_object: str = ""  # edit anything: only this object changes ('' edits the whole frame)
-    mask_method: str = "auto"
+    masks: MaskSettings = field(default_factory=MaskSettings)  # how mask_object becomes masks (or an upload)
     control: str = ""  # '' or 'edges': keep the source video's edges (with a ControlNet)
     controlnet: str = ""
     control_scale: float = 1.0
@@ -186,7 +189,24 @@ class EditSettings(_Common):
             raise ValueError(f"Edit strength must be above 0 and at most 1 (got {self.strength}).")
         if self.smoothness < 0:
             raise ValueError("Smoothness must not be negative.")
+        if self.masked:
+            self.masks.validate()
         return super().validate()
+
+    @property
+    def masked(self) -> bool:
+        """Edit anything: only inside an object's masks (named by mask_object, or an uploaded mask video)."""
+        return bool((self.mask_object or "").strip()) or self.masks.method == "upload"
+
+
+def _mask_settings(masks, old_method: Optional[str]) -> MaskSettings:
+    """MaskSettings from JSON; jobs stored before it existed carry only `mask_method` ('grounded_sam' then)."""
+    if isinstance(masks, MaskSettings):
+        return masks
+    masks = MaskSettings(**masks) if isinstance(masks, dict) else MaskSettings()
+    if old_method and masks.method == MaskSettings.method:
+        masks.method = {"grounded_sam": "grounded_sam2"}.get(old_method, old_method)
+    return masks
 
 
 def _validate_control(settings) -> None:
@@ -229,7 +249,12 @@ class MaskPreviewSettings(_VideoPreview):
 
     kind = "mask_preview"
     object_prompt: str = ""
-    mask_method: str = "auto"
+    masks: MaskSettings = field(default_factory=MaskSettings)
+    cache_dir: str = ""  # the studio's private cache: the edit job then reuses the masks the preview made
+
+    def validate(self) -> None:
+        super().validate()
+        self.masks.validate()
 
 
 @dataclass

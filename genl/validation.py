@@ -85,12 +85,17 @@ def number(value, label: str, whole: bool = False, low: float = -math.inf, high:
     return value
 
 
+_OPTIONAL = ("windows_per_call", "end", "inversion_steps", "max_steps")
+_PREVIEW_OPTIONAL = ("fps", "width", "height")  # previews: None = the file's own rate and size
+
+
 def _check_fields(obj, table: dict) -> None:
+    optional = _OPTIONAL + (_PREVIEW_OPTIONAL if getattr(obj, "kind", "").endswith("_preview") else ())
     for name, (label, whole, low, high, low_included) in table.items():
         if not hasattr(obj, name):
             continue
         value = getattr(obj, name)
-        if value is None and name in ("windows_per_call", "end", "inversion_steps", "max_steps"):
+        if value is None and name in optional:
             continue
         setattr(obj, name, number(value, label, whole, low, high, low_included))
 
@@ -98,7 +103,7 @@ def _check_fields(obj, table: dict) -> None:
 def check_numbers(settings) -> None:
     """Every numeric setting finite and in range; whole numbers become ints (16.0 -> 16). ValueError if not."""
     _check_fields(settings, _COMMON)
-    if hasattr(settings, "codenoise"):  # a tune job has M and S as its own fields (_BY_KIND["tune"])
+    if hasattr(settings, "codenoise"):  # previews have no windows; a tune job has M and S as its own fields
         _check_fields(settings.codenoise, _CODENOISE)
     _check_fields(settings, _BY_KIND.get(getattr(settings, "kind", ""), {}))
     motion = getattr(settings, "motion", None)

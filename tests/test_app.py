@@ -107,7 +107,8 @@ def test_bad_uploads_are_reported(server, client, tmp_path):
     empty.write_bytes(b"")
     for path, message in [(not_video, "not a video"), (empty, "empty")]:
         with pytest.raises(AppError, match=message):
-            client.predict(handle_file(str(path)), api_name="/mask_preview")
+            client.predict(handle_file(str(path)), "the red circle", "auto", 0.35, 0.25, "largest", 0, 8, 2, 1.5, None,
+                           "demo", 0, 0, 8, 64, 64, api_name="/mask_preview")
 
 
 def test_settings_tab_lists_models(server, client):

@@ -42,6 +42,9 @@ def test_mask_preview_demo_model_uses_the_colour_stand_in(studio):
     got = studio.preview_masks(str(EXAMPLE), "the red circle", "demo", size=(128, 128))
     assert got["ok"] and got["method"] == "colour" and "stand-in" in got["note"]
     assert len(got["frames"]) == 4 and got["frames"][0].shape == (128, 128, 3)
+    from genl.video_io import probe_video
+
+    assert probe_video(got["mask_video"]).num_frames == 48  # the whole video's masks, to download
     from genl.video_io import read_video
 
     plain, _ = read_video(EXAMPLE, size=(128, 128), max_frames=1)
@@ -50,7 +53,8 @@ def test_mask_preview_demo_model_uses_the_colour_stand_in(studio):
 
 def test_mask_preview_other_models_say_grounded_sam_is_missing(studio):
     got = studio.preview_masks(str(EXAMPLE), "the red circle", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-    assert not got["ok"] and "GroundingDINO and SAM" in got["note"] and "not installed" in got["note"]
+    assert not got["ok"] and "GroundingDINO" in got["note"] and "SAM 2" in got["note"]
+    assert "hf download" in got["note"] and got["mask_video"] is None  # offline: how to get the models
     assert len(got["frames"]) == 4  # the frames still show, without made-up masks
 
 
@@ -62,13 +66,25 @@ def test_edge_preview_shows_edges_and_says_pose_is_missing(studio):
     assert "OpenPose" in got["note"] and "not installed" in got["note"]
 
 
+def mask_preview_args(model, size, **mask):
+    """The /mask_preview inputs in order: video, object, method, box/text thresholds, instance, index, keyframe
+    every K, dilate, feather, mask video upload, model, trim start/end, fps, width, height."""
+    m = dict(mask_object="the red circle", mask_method="auto", box_threshold=0.35, text_threshold=0.25,
+             instance="largest", instance_index=0, keyframe_every=8, dilate=2, feather=1.5, mask_video=None)
+    m.update(mask)
+    return (handle_file(str(EXAMPLE)), *m.values(), model, 0, 0, 8, size, size)
+
+
 def test_previews_in_the_app(server, client):
-    frames, note = client.predict(handle_file(str(EXAMPLE)), "the red circle", "auto", "demo", 0, 0, 8, 128, 128,
-                                  api_name="/mask_preview")
-    assert len(frames) == 4 and "stand-in" in note
-    frames, note = client.predict(handle_file(str(EXAMPLE)), "the red circle", "auto", server.models["sd"], 0, 0, 8,
-                                  32, 32, api_name="/mask_preview")
-    assert len(frames) == 4 and "GroundingDINO" in note
+    import re
+
+    frames, note, mask_video = client.predict(*mask_preview_args("demo", 128), api_name="/mask_preview")
+    assert len(frames) == 4 and "stand-in" in note and mask_video.endswith(".mp4")
+    _, wider, _ = client.predict(*mask_preview_args("demo", 128, dilate=12), api_name="/mask_preview")
+    coverage = [float(re.search(r"Coverage ([\d.]+) %", n).group(1)) for n in (note, wider)]
+    assert coverage[1] > coverage[0] > 0  # the Advanced mask settings reach the masks
+    frames, note, mask_video = client.predict(*mask_preview_args(server.models["sd"], 32), api_name="/mask_preview")
+    assert len(frames) == 4 and "GroundingDINO" in note and mask_video is None
     frames, note = client.predict(handle_file(str(EXAMPLE)), 8, 128, 128, api_name="/edge_preview")
     assert len(frames) == 4 and "OpenPose" in note
 
@@ -76,7 +92,8 @@ def test_previews_in_the_app(server, client):
 def edit_anything_job(**overrides):
     params = dict(rows=dict(ROWS, data=[[0, 15, "a yellow circle moving right over grass", ""]]), unit="frames",
                   video=handle_file(str(EXAMPLE)), source_prompt="a red circle moving right over grass", start=0,
-                  end=2, fps=8, strength=1.0, mask_object="the red circle", mask_method="auto", keep_edges=False,
+                  end=2, fps=8, strength=1.0, mask_object="the red circle", mask_method="auto", mask_video=None,
+                  keep_edges=False,
                   controlnet="", control_scale=1.0, num_frames=16, width=64, height=64, model="demo", seed=1,
                   randomize=False, steps=4, guidance=7.5, scheduler="ddim", clip_length=8, stride=4,
                   weights="flat", negative_prompt="")
@@ -100,6 +117,7 @@ def test_edit_anything_changes_only_the_object(server, client):
     assert diff[~inside].mean() < diff[inside].mean(), (diff[~inside].mean(), diff[inside].mean())
     settings = next(f for f in files if str(f).endswith(".json"))
     assert '"mask_object": "the red circle"' in open(settings).read()
+    assert any(str(f).endswith("masks.mp4") for f in files)  # the mask video is downloadable with the result
 
 
 def test_edit_anything_needs_an_object(server, client):

@@ -207,7 +207,7 @@ def status_html(status: str, text: str, fraction: float | None = None) -> str:
 
 
 def result_files(outputs: dict) -> list[str]:
-    return [outputs[k] for k in ("video", "settings") if outputs.get(k)]
+    return [outputs[k] for k in ("video", "mask_video", "settings") if outputs.get(k)]
 
 
 def stream_job(studio, job_id: str):

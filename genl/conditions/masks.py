@@ -1,9 +1,9 @@
 """Object masks for "edit anything": an object prompt ("the red circle") -> one mask per frame.
 
 As in the paper, GroundingDINO finds the object from text (boxes on keyframes) and SAM 2 turns boxes into masks
-and carries them through the video (`tracker.py`). With the bundled demo model the same code path runs with the
-bundled tiny demo detectors (assets/demo-detectors, trained on the shapes world). A colour segmentation of the
-shapes world remains only as a labelled fallback (method 'colour'), and a user may upload a mask video instead.
+and carries them through the video (`tracker.py`). With the demo model, 'auto' uses tiny demo detectors when
+assets/demo-detectors holds them; the ones trained so far are too weak to ship (recall 0.086, see its README), so
+the demo world's labelled colour segmentation (method 'colour') makes its masks. A user may upload a mask video.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import numpy as np
 from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER, METHODS, MaskSettings
 
 COLOUR_NOTE = "colour segmentation stand-in for GroundingDINO + SAM 2 (shapes world only; a labelled fallback)"
+DEMO_FALLBACK = (" (the demo model's tiny detectors are not bundled: trained ones found too few objects, "
+                 "see assets/demo-detectors/README.md)")
 
 
 @dataclass
@@ -47,8 +49,8 @@ def object_masks(frames: np.ndarray, object_prompt: str, method: str = "auto", *
     if demo and settings.method == "grounded_sam2" and detector is None:
         settings = _with_demo_models(settings)
     fallback = ""
-    if settings.method == "grounded_sam2" and demo and not settings.detector:
-        settings, fallback = replace(settings, method="colour"), " (the demo detectors are not bundled yet)"
+    if settings.method == "grounded_sam2" and demo and detector is None and not settings.detector:
+        settings, fallback = replace(settings, method="colour"), DEMO_FALLBACK
 
     from .mask_io import MaskCache
 

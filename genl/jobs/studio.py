@@ -313,16 +313,22 @@ class Studio:
         return estimate(settings)
 
     def preview_masks(self, video, object_prompt: str, model: str = "demo", method: str = "auto", *,
-                      fps=None, start: float = 0.0, end=None, size=None, samples: int = 4) -> dict:
-        """Edit anything: the object's masks over a few sampled frames ({"frames", "method", "note", "ok"}).
-        Runs as the light `mask_preview` kind in the worker queue, so no mask model loads in this process."""
+                      fps=None, start: float = 0.0, end=None, size=None, samples: int = 4, masks=None) -> dict:
+        """Edit anything: the object's masks over a few sampled frames ({"frames", "method", "note", "ok",
+        "mask_video"}). `masks` (MaskSettings) as the edit job will use them; `method` alone for older callers.
+        Runs as the light `mask_preview` kind in the worker queue, so no mask model loads in this process, and
+        fills the mask cache the edit job reads."""
+        from genl.conditions.mask_settings import MaskSettings
         from genl.settings import MaskPreviewSettings
 
-        got = self._run_light(MaskPreviewSettings(video=str(video or ""), object_prompt=object_prompt,
-                                                  mask_method=method, model=model or "demo", fps=fps, start=start,
-                                                  end=end, samples=samples, **_size(size)))
+        masks = masks or MaskSettings(method=method)
+        if masks.upload:
+            masks.upload = self._keep_upload(masks.upload)
+        got = self._run_light(MaskPreviewSettings(video=str(video or ""), object_prompt=object_prompt, masks=masks,
+                                                  cache_dir=str(self.private / "cache"), model=model or "demo",
+                                                  fps=fps, start=start, end=end, samples=samples, **_size(size)))
         return {"frames": got["frames"], "method": got.get("method"), "note": got.get("note", ""),
-                "ok": bool(got.get("ok"))}
+                "ok": bool(got.get("ok")), "mask_video": got.get("mask_video")}
 
     def preview_edges(self, video, *, fps=None, size=None, samples: int = 4) -> dict:
         """Edge control: edge maps of a few sampled frames of the reference ({"frames", "num_frames", "note"}).
@@ -352,6 +358,12 @@ class Studio:
             raise ValueError("The preview waited too long for a free worker: try again when the running job "
                              "has finished.") from None
         outputs = dict(done.outputs)
+        if done.status == DONE and outputs.get("mask_video"):  # outlives the preview job's folder
+            import tempfile
+
+            fd, copy = tempfile.mkstemp(prefix="genl-masks-", suffix=".mp4")
+            os.close(fd)
+            outputs["mask_video"] = shutil.copyfile(outputs["mask_video"], copy)
         if done.status == DONE and outputs.get("frames_dir"):
             outputs["frames"] = [np.asarray(Image.open(p).convert("RGB"))
                                  for p in sorted(Path(outputs["frames_dir"]).glob("*.png"))]
@@ -407,6 +419,8 @@ class Studio:
         if getattr(settings, "kind", "") == "edit":
             if settings.video and keep_upload:
                 settings.video = self._keep_upload(settings.video)
+            if getattr(settings, "masks", None) is not None and settings.masks.upload and keep_upload:
+                settings.masks.upload = self._keep_upload(settings.masks.upload)
             if hasattr(settings, "cache_dir") and not settings.cache_dir:
                 settings.cache_dir = str(self.private / "cache")
         if getattr(settings, "kind", "") == "tune":  # tunings live in the private folder, shared by jobs

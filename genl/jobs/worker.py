@@ -38,7 +38,7 @@ from .preview import Previewer, load_tiny_decoder, small_vae_decoder
 from .spec import JobSpec
 
 DEFAULT_JOB_FN = "genl.api:run_job"
-PUBLISHED = ("video", "thumbnail", "settings")  # the files a results folder holds (besides previews)
+PUBLISHED = ("video", "thumbnail", "settings", "mask_video")  # the files a results folder holds (+ previews)
 OOM_MESSAGE = ("The GPU ran out of memory. Try fewer frames, a smaller resolution, fewer windows per call "
                "or fp16 precision.")
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 from ..conditions.edges import edge_map
-from ..conditions.masks import object_masks
 from ..settings import EditSettings
 from ..timeline import load_timeline
 from ..tuning.jobs import prepare_tuned_edit, run_tuned_edit
 from .base import JobContext, controlnet_for, demo_notice, load_pipeline, save
+from .mask_preview import make_masks
 
 Settings = EditSettings
 
@@ -41,10 +41,8 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
         return run_tuned_edit(settings, inputs, ctx)
     pipe = load_pipeline(ctx, settings, "edit", inputs["controlnet"])
     masks = None
-    if settings.mask_object:  # after loading: the demo world's stand-in masks need to know the model used
-        found = object_masks(inputs["frames"], settings.mask_object, settings.mask_method, demo=ctx.demo_world)
-        masks = found.masks
-        ctx.notices.append(f"Object masks: {found.note}.")
+    if settings.masked:  # after loading: the demo world's masks need to know the model used
+        masks = make_masks(inputs["frames"], settings.mask_object, settings, ctx, demo=ctx.demo_world).masks
     cache = InversionCache(settings.cache_dir or ctx.out_dir.parent / ".inversion-cache")
     return pipe(inputs["frames"], inputs["source"], inputs["target"], num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance, codenoise=settings.codenoise, attention=settings.attention,
