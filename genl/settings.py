@@ -47,7 +47,7 @@ class _Data:
     kind = ""
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self)  # ControlSpecs in `controls` become dicts too
         d["kind"] = self.kind
         return d
 
@@ -130,16 +130,18 @@ class GenerateSettings(_Common):
     control_video: str = ""
     controlnet: str = ""  # ControlNet model (hub id, folder, or 'demo'); empty: the model's default
     control_scale: float = 1.0
+    controls: list = field(default_factory=list)  # ControlSpec dicts (pose/depth/edges); see `control_specs`
 
     def validate(self) -> Timeline:
         timeline = super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
-        _validate_control(self)
-        if self.control and self.pipeline != "tuning_free":
-            raise ValueError("Edge control works with the tuning-free (image model) generator.")
-        if self.control and not self.control_video:
-            raise ValueError("Edge control needs a reference video: upload the video whose edges to follow.")
+        specs = control_specs(self)
+        if specs and self.pipeline != "tuning_free":
+            raise ValueError("Pose / edge / depth control works with the tuning-free (image model) generator.")
+        if any(not s.video for s in specs) and not self.control_video:
+            raise ValueError("Control needs a reference video: upload the video whose pose, edges or depth to "
+                             "follow, or a ready control video for each control.")
         return timeline
 
 
@@ -162,9 +164,10 @@ class EditSettings(_Common):
     control: str = ""  # '' or 'edges': keep the source video's edges (with a ControlNet)
     controlnet: str = ""
     control_scale: float = 1.0
+    controls: list = field(default_factory=list)  # ControlSpec dicts: keep the source's pose/depth/edges
 
     def validate(self) -> None:
-        _validate_control(self)
+        control_specs(self)
         if not self.video:
             raise ValueError("No video given: upload the video to edit.")
         if not (self.source_prompt or "").strip():
@@ -176,11 +179,30 @@ class EditSettings(_Common):
         return super().validate()
 
 
-def _validate_control(settings) -> None:
+def control_specs(settings) -> list:
+    """The job's controls as validated ControlSpecs: `controls` (dicts or ControlSpecs), plus the old single
+    edges control (control/controlnet/control_scale) as one more entry, so jobs stored before keep running."""
+    from .controlnets import ControlSpec
+
     if settings.control not in ("", "edges"):
         raise ValueError(f"Unknown control '{settings.control}'. Available: edges.")
-    if not 0.0 <= settings.control_scale <= 2.0:
-        raise ValueError(f"Control strength must be between 0 and 2 (got {settings.control_scale}).")
+    if not isinstance(settings.controls, (list, tuple)):
+        raise ValueError("`controls` must be a list of controls (type, model, strength, start, end, video).")
+    specs = []
+    for c in settings.controls:
+        if isinstance(c, dict):
+            unknown = set(c) - {f.name for f in fields(ControlSpec)}
+            if unknown:
+                raise ValueError(f"Unknown control settings: {', '.join(sorted(unknown))}.")
+            c = ControlSpec(**c)
+        specs.append(c)
+    if settings.control:
+        specs.append(ControlSpec(type="edges", model=settings.controlnet, strength=settings.control_scale))
+    for spec in specs:
+        spec.validate()
+        if spec.strength > 2.0:
+            raise ValueError(f"{spec.type} control: strength must be between 0 and 2 (got {spec.strength}).")
+    return specs
 
 
 @dataclass
@@ -226,7 +248,24 @@ class EdgePreviewSettings(_VideoPreview):
     kind = "edge_preview"
 
 
-SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings)}
+@dataclass
+class ControlPreviewSettings(_VideoPreview):
+    """Pose / depth / edge control: the whole (trimmed) video's control maps (cached for the job that follows),
+    a side-by-side strip of a few frames over their maps, and the maps as a video to download."""
+
+    kind = "control_preview"
+    type: str = "pose"
+    detector: str = ""
+
+    def validate(self) -> None:
+        from .controlnets import ControlSpec
+
+        super().validate()
+        ControlSpec(type=self.type, detector=self.detector).validate()
+
+
+SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings,
+                                      ControlPreviewSettings)}
 
 
 def settings_from_dict(data: dict):
