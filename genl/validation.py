@@ -80,7 +80,8 @@ def _check_fields(obj, table: dict) -> None:
         if not hasattr(obj, name):
             continue
         value = getattr(obj, name)
-        if value is None and name in ("windows_per_call", "end", "inversion_steps"):
+        optional = name in ("windows_per_call", "end", "inversion_steps") or getattr(type(obj), name, 0) is None
+        if value is None and optional:  # e.g. a preview's fps/size: None means the file's own
             continue
         setattr(obj, name, number(value, label, whole, low, high, low_included))
 
@@ -88,7 +89,8 @@ def _check_fields(obj, table: dict) -> None:
 def check_numbers(settings) -> None:
     """Every numeric setting finite and in range; whole numbers become ints (16.0 -> 16). ValueError if not."""
     _check_fields(settings, _COMMON)
-    _check_fields(settings.codenoise, _CODENOISE)
+    if hasattr(settings, "codenoise"):  # light kinds (previews) have no co-denoising settings
+        _check_fields(settings.codenoise, _CODENOISE)
     _check_fields(settings, _BY_KIND.get(getattr(settings, "kind", ""), {}))
     motion = getattr(settings, "motion", None)
     if motion is not None:
@@ -158,6 +160,10 @@ def check_models(settings, policy: Optional[ModelPolicy]) -> None:
         value = getattr(settings, attr, "")
         if value:
             policy.check(value, what)
+    for control in getattr(settings, "controls", None) or ():  # each ControlNet of a multi-control job
+        value = control.get("model", "") if isinstance(control, dict) else getattr(control, "model", "")
+        if value:
+            policy.check(value, "ControlNet")
 
 
 def check_settings(settings, policy: Optional[ModelPolicy] = None) -> None:
