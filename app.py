@@ -55,7 +55,7 @@ def build(args, models=None, job_fn=None):
                     "(Gen-L-Video: temporal co-denoising).")
         for title, tab in [("Text → video", tab_text), ("Edit a video", tab_edit), ("Edit anything", tab_masks),
                            ("Tune on a video", tab_tune),
-                           ("Edge / pose control", tab_pose), ("Jobs", tab_jobs), ("Settings / About", tab_settings)]:
+                           ("Pose / edge control", tab_pose), ("Jobs", tab_jobs), ("Settings / About", tab_settings)]:
             with gr.Tab(title):
                 tab.create_demo(studio)
     demo.queue(default_concurrency_limit=None)  # UI events unlimited; GPU events set their own limit

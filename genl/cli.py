@@ -13,6 +13,7 @@ from pathlib import Path
 from .attention import MODES
 from .codenoise import WEIGHT_SCHEMES
 from .conditions.mask_settings import METHODS, MaskSettings
+from .controlnets import CONTROL_TYPES
 from .plan import SCHEDULES
 from .settings import PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
 from .tuning.cli import add_tune_parser, add_tuned_edit_args, run_tune
@@ -46,8 +47,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
     p.add_argument("--no-demo-fallback", action="store_true",
                    help="fail instead of using the bundled demo model when --model is not available")
-    p.add_argument("--controlnet", default="", help="ControlNet for --control (hub id, folder, or 'demo')")
-    p.add_argument("--control-scale", type=float, default=G.control_scale, help="ControlNet strength (0-2)")
+    p.add_argument("--control", action="append", choices=list(CONTROL_TYPES), default=[],
+                   help="follow pose, edges or depth (repeatable: several ControlNets at once)")
+    p.add_argument("--controlnet", action="append", default=[],
+                   help="ControlNet per --control (hub id, folder, 'demo', 'demo-pose'); default: the type's own")
+    p.add_argument("--control-strength", "--control-scale", action="append", type=float, default=[],
+                   help="strength per --control (0-2; one value applies to all)")
+    p.add_argument("--control-start", action="append", type=float, default=[],
+                   help="fraction of the steps after which each control starts (0-1)")
+    p.add_argument("--control-end", action="append", type=float, default=[],
+                   help="fraction of the steps after which each control stops (0-1)")
+    p.add_argument("--control-maps", action="append", default=[],
+                   help="a ready control video per --control (used as is instead of extracting)")
+    p.add_argument("--detector", action="append", default=[], help="detector per --control (e.g. openpose)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--motion-adapter", default="", help="AnimateDiff motion module (hub id or folder)")
     g.add_argument("--attention", choices=MODES, default=G.attention)
     g.add_argument("--loop", action="store_true", help="wrap clips around the end for a seamless loop")
-    g.add_argument("--control", choices=["", "edges"], default="", help="follow the edges of --control-video")
-    g.add_argument("--control-video", default="", help="reference video for --control edges")
+    g.add_argument("--control-video", default="", help="reference video whose pose/edges/depth --control follows")
     e = sub.add_parser("edit", help="edit an uploaded video with a new prompt timeline (tuning-free)")
     _common(e)
     e.add_argument("--video", default="", help="the video to edit (not needed with --tuned --from-noise)")
@@ -78,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mask-method", choices=METHODS, default=MaskSettings.method,
                    help="how the object's masks are made ('upload': give --mask-video)")
     e.add_argument("--mask-video", default="", help="a mask video (white = edit) for --mask-method upload")
-    e.add_argument("--control", choices=["", "edges"], default="", help="keep the source video's edges")
     add_tuned_edit_args(e)
     add_tune_parser(sub)
     return ap
@@ -93,7 +103,7 @@ def settings_from_args(args) -> object:
     common = dict(prompt=args.prompt, negative_prompt=args.negative, fps=args.fps, steps=args.steps,
                   guidance=args.guidance, scheduler=args.scheduler, seed=args.seed, model=args.model,
                   precision=args.precision, device=args.device, max_frames=args.max_frames, codenoise=cn,
-                  control=args.control, controlnet=args.controlnet, control_scale=args.control_scale, **size)
+                  controls=controls_from_args(args), **size)
     if args.command == "generate":
         return GenerateSettings(num_frames=args.frames, pipeline=args.pipeline, motion_adapter=args.motion_adapter,
                                 attention=args.attention, control_video=args.control_video, **common)
@@ -103,6 +113,23 @@ def settings_from_args(args) -> object:
                         masks=MaskSettings(method=args.mask_method, upload=args.mask_video),
                         tuned=args.tuned, use_identifiers=not args.no_identifiers, from_noise=args.from_noise,
                         **common)
+
+
+def controls_from_args(args) -> list:
+    """One ControlSpec dict per --control; each per-control flag gives one value per control, or one for all."""
+    n = len(args.control)
+
+    def pick(values, name, k, default):
+        if len(values) not in (0, 1, n):
+            raise ValueError(f"Give --{name} once, or once per --control ({n}).")
+        return values[k if len(values) == n else 0] if values else default
+
+    return [{"type": kind, "model": pick(args.controlnet, "controlnet", k, ""),
+             "strength": pick(args.control_strength, "control-strength", k, 1.0),
+             "start": pick(args.control_start, "control-start", k, 0.0),
+             "end": pick(args.control_end, "control-end", k, 1.0),
+             "video": pick(args.control_maps, "control-maps", k, ""), "detector": pick(args.detector, "detector", k, "")}
+            for k, kind in enumerate(args.control)]
 
 
 class _Bars:

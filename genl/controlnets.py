@@ -133,3 +133,32 @@ def default_controlnet(kind: str, demo: bool = False) -> str:
         return DEMO_POSE_NAME if kind == "pose" else DEMO_NAME
     return DEFAULT_CONTROLNETS[kind]
 
+
+
+def job_control_maps(specs: Sequence[ControlSpec], frames, cache_dir, *, demo: bool, device: str = "auto",
+                     size=None, num_frames=None) -> tuple[list, list[str]]:
+    """Each spec's maps (N, H, W, 3) uint8 for a job, from its ready video or extracted from `frames` (cached
+    under cache_dir), and one note per spec naming where its maps came from."""
+    from .conditions.control_cache import ControlCache, control_maps
+    from .models import resolve_device
+
+    cache = ControlCache(cache_dir)
+    got = [control_maps(s, frames, cache, demo=demo, device=str(resolve_device(device)), size=size,
+                        num_frames=num_frames) for s in specs]
+    return [m for m, _ in got], [n for _, n in got]
+
+
+def job_controls(specs: Sequence[ControlSpec], maps: Sequence[np.ndarray], pipe, num_frames: int, models=None,
+                 demo: bool = False) -> list[Control]:
+    """The specs' ControlNets loaded (through the ModelManager's cache when given) on the pipeline's device and
+    dtype, each with its maps."""
+    from .models import load_controlnet
+
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+
+    def load(name):
+        if models is not None:
+            return models._controlnet(name, device, dtype)  # cached between jobs like the pipelines
+        return load_controlnet(name, dtype).to(device).eval()
+
+    return build_controls(specs, maps, num_frames, load, device, dtype, demo=demo)

@@ -108,3 +108,40 @@ def edge_control_settings(values: dict) -> GenerateSettings:
     settings.controlnet = str(values.get("controlnet") or "").strip()
     settings.control_scale = float(values.get("control_scale", 1.0))
     return settings
+
+
+FIRST_CONTROL = dict(type="control_type", model="controlnet", strength="control_scale", start="control_start",
+                     end="control_end", video="control_maps", detector="detector")
+SECOND_CONTROL = {k: "second_" + k for k in FIRST_CONTROL}
+
+
+def control_spec(values: dict, names: dict = FIRST_CONTROL) -> dict:
+    """One control's dict (ControlSpec fields) from the tab's values; `names` maps each field to its input."""
+    def get(field, default):
+        v = values.get(names[field])
+        return default if v is None or v == "" else v
+
+    video = get("video", "")
+    return {"type": str(get("type", "pose")), "model": str(get("model", "")).strip(),
+            "strength": float(get("strength", 1.0)), "start": float(get("start", 0.0)),
+            "end": float(get("end", 1.0)), "video": str(getattr(video, "path", video) or ""),
+            "detector": str(get("detector", ""))}
+
+
+def pose_control_settings(values: dict) -> GenerateSettings:
+    """Text -> video following the pose / edges / depth of values['control_video'] (or ready control videos),
+    with an optional second control (values prefixed 'second_', used when values['second_type'] is set)."""
+    controls = [control_spec(values)]
+    if values.get("second_type") not in (None, "", "none"):
+        controls.append(control_spec(values, SECOND_CONTROL))
+    if not values.get("control_video") and any(not c["video"] for c in controls):
+        raise ValueError("No reference video given: upload the video whose pose, edges or depth to follow "
+                         "(or a ready control video).")
+    if values.get("control_video"):
+        from genl.video_io import probe_video
+
+        probe_video(values["control_video"])
+    settings = generate_settings(dict(values, pipeline="tuning_free"))
+    settings.control_video = str(values.get("control_video") or "")
+    settings.controls = controls
+    return settings

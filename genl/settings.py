@@ -54,7 +54,7 @@ class _Data:
     kind = ""
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self)  # ControlSpecs in `controls` become dicts too
         d["kind"] = self.kind
         return d
 
@@ -139,16 +139,18 @@ class GenerateSettings(_Common):
     control_video: str = ""
     controlnet: str = ""  # ControlNet model (hub id, folder, or 'demo'); empty: the model's default
     control_scale: float = 1.0
+    controls: list = field(default_factory=list)  # ControlSpec dicts (pose/depth/edges); see `control_specs`
 
     def validate(self) -> Timeline:
         timeline = super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
-        _validate_control(self)
-        if self.control and self.pipeline != "tuning_free":
-            raise ValueError("Edge control works with the tuning-free (image model) generator.")
-        if self.control and not self.control_video:
-            raise ValueError("Edge control needs a reference video: upload the video whose edges to follow.")
+        specs = control_specs(self)
+        if specs and self.pipeline != "tuning_free":
+            raise ValueError("Pose / edge / depth control works with the tuning-free (image model) generator.")
+        if any(not s.video for s in specs) and not self.control_video:
+            raise ValueError("Control needs a reference video: upload the video whose pose, edges or depth to "
+                             "follow, or a ready control video for each control.")
         return timeline
 
 
@@ -177,8 +179,10 @@ class EditSettings(_Common):
     use_identifiers: bool = True
     from_noise: bool = False
 
+    controls: list = field(default_factory=list)  # ControlSpec dicts: keep the source's pose/depth/edges
+
     def validate(self) -> None:
-        _validate_control(self)
+        control_specs(self)
         if not self.video and not (self.tuned and self.from_noise):
             raise ValueError("No video given: upload the video to edit.")
         if self.from_noise and not self.tuned:
@@ -209,11 +213,30 @@ def _mask_settings(masks, old_method: Optional[str]) -> MaskSettings:
     return masks
 
 
-def _validate_control(settings) -> None:
+def control_specs(settings) -> list:
+    """The job's controls as validated ControlSpecs: `controls` (dicts or ControlSpecs), plus the old single
+    edges control (control/controlnet/control_scale) as one more entry, so jobs stored before keep running."""
+    from .controlnets import ControlSpec
+
     if settings.control not in ("", "edges"):
         raise ValueError(f"Unknown control '{settings.control}'. Available: edges.")
-    if not 0.0 <= settings.control_scale <= 2.0:
-        raise ValueError(f"Control strength must be between 0 and 2 (got {settings.control_scale}).")
+    if not isinstance(settings.controls, (list, tuple)):
+        raise ValueError("`controls` must be a list of controls (type, model, strength, start, end, video).")
+    specs = []
+    for c in settings.controls:
+        if isinstance(c, dict):
+            unknown = set(c) - {f.name for f in fields(ControlSpec)}
+            if unknown:
+                raise ValueError(f"Unknown control settings: {', '.join(sorted(unknown))}.")
+            c = ControlSpec(**c)
+        specs.append(c)
+    if settings.control:
+        specs.append(ControlSpec(type="edges", model=settings.controlnet, strength=settings.control_scale))
+    for spec in specs:
+        spec.validate()
+        if spec.strength > 2.0:
+            raise ValueError(f"{spec.type} control: strength must be between 0 and 2 (got {spec.strength}).")
+    return specs
 
 
 @dataclass
@@ -264,8 +287,24 @@ class EdgePreviewSettings(_VideoPreview):
     kind = "edge_preview"
 
 
+@dataclass
+class ControlPreviewSettings(_VideoPreview):
+    """Pose / depth / edge control: the whole (trimmed) video's control maps (cached for the job that follows),
+    a side-by-side strip of a few frames over their maps, and the maps as a video to download."""
+
+    kind = "control_preview"
+    type: str = "pose"
+    detector: str = ""
+
+    def validate(self) -> None:
+        from .controlnets import ControlSpec
+
+        super().validate()
+        ControlSpec(type=self.type, detector=self.detector).validate()
+
+
 SETTINGS = {cls.kind: cls for cls in (GenerateSettings, EditSettings, MaskPreviewSettings, EdgePreviewSettings,
-                                       TuneSettings)}
+                                      ControlPreviewSettings, TuneSettings)}
 
 
 def settings_from_dict(data: dict):

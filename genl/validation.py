@@ -95,7 +95,8 @@ def _check_fields(obj, table: dict) -> None:
         if not hasattr(obj, name):
             continue
         value = getattr(obj, name)
-        if value is None and name in optional:
+        optional_here = name in optional or getattr(type(obj), name, 0) is None
+        if value is None and optional_here:  # e.g. a preview's fps/size: None means the file's own
             continue
         setattr(obj, name, number(value, label, whole, low, high, low_included))
 
@@ -174,6 +175,10 @@ def check_models(settings, policy: Optional[ModelPolicy]) -> None:
         value = getattr(settings, attr, "")
         if value:
             policy.check(value, what)
+    for control in getattr(settings, "controls", None) or ():  # each ControlNet of a multi-control job
+        value = control.get("model", "") if isinstance(control, dict) else getattr(control, "model", "")
+        if value:
+            policy.check(value, "ControlNet")
 
 
 def check_settings(settings, policy: Optional[ModelPolicy] = None) -> None:

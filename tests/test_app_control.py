@@ -58,12 +58,12 @@ def test_mask_preview_other_models_say_grounded_sam_is_missing(studio):
     assert len(got["frames"]) == 4  # the frames still show, without made-up masks
 
 
-def test_edge_preview_shows_edges_and_says_pose_is_missing(studio):
+def test_edge_preview_shows_edges_and_points_to_the_control_preview(studio):
     got = studio.preview_edges(str(EXAMPLE), fps=8, size=(128, 128))
     assert got["num_frames"] == 48 and len(got["frames"]) == 4
     assert studio.list() == []  # previews are light jobs: they leave no history rows
     assert set(np.unique(got["frames"][0])) <= {0, 255} and got["frames"][0].any()
-    assert "OpenPose" in got["note"] and "not installed" in got["note"]
+    assert "OpenPose" in got["note"] and "control_preview" in got["note"]
 
 
 def mask_preview_args(model, size, **mask):
@@ -85,8 +85,9 @@ def test_previews_in_the_app(server, client):
     assert coverage[1] > coverage[0] > 0  # the Advanced mask settings reach the masks
     frames, note, mask_video = client.predict(*mask_preview_args(server.models["sd"], 32), api_name="/mask_preview")
     assert len(frames) == 4 and "GroundingDINO" in note and mask_video is None
-    frames, note = client.predict(handle_file(str(EXAMPLE)), 8, 128, 128, api_name="/edge_preview")
-    assert len(frames) == 4 and "OpenPose" in note
+    strip, control_video, note = client.predict(handle_file(str(EXAMPLE)), "edges", "demo", 8, 128, 128,
+                                                api_name="/control_preview")
+    assert control_video and "Canny" in note
 
 
 def edit_anything_job(**overrides):
@@ -127,7 +128,8 @@ def test_edit_anything_needs_an_object(server, client):
 
 def edge_job(**overrides):
     params = dict(rows=dict(ROWS, data=[[0, 15, "a yellow star moving right over snow", ""]]), unit="frames",
-                  control_video=handle_file(str(EXAMPLE)), fps=8, controlnet="", control_scale=1.0,
+                  control_video=handle_file(str(EXAMPLE)), fps=8, control_type="edges", controlnet="",
+                  control_scale=1.0, control_maps=None, second_video=None,
                   num_frames=16, width=64, height=64, model="demo", seed=1, randomize=False, steps=4,
                   guidance=7.5, scheduler="ddim", clip_length=8, stride=4, weights="flat", negative_prompt="")
     params.update(overrides)
@@ -143,7 +145,7 @@ def test_edge_control_job_runs_or_says_the_controlnet_is_missing(server, client)
 
         assert read_video(video)[0].shape == (16, 64, 64, 3)
         settings = open(next(f for f in files if str(f).endswith(".json"))).read()
-        assert '"control": "edges"' in settings and '"pipeline": "tuning_free"' in settings
+        assert '"type": "edges"' in settings and '"pipeline": "tuning_free"' in settings
     # A ControlNet that is not on this machine fails the job with a plain message, not a crash.
     with pytest.raises(AppError, match="(?i)controlnet|not available|download|hub"):
         client.predict(**edge_job(controlnet=str(ROOT / "no-such-controlnet")), api_name="/edge_control")

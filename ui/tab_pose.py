@@ -1,24 +1,25 @@
-"""Tab 4: edge / pose control: a long video from a prompt timeline that follows a reference video's edges.
-
-The tuning-free generator (an image model with cross-frame attention) is conditioned through a ControlNet
-on the Canny edges of each reference frame. Pose extraction (OpenPose / DWPose) is not installed here, and
-the tab says so plainly instead of drawing made-up skeletons. The edge preview runs as a light job.
+"""Tab 4: pose / edge control: a long video from a prompt timeline that follows a reference video's pose,
+edges or depth, through one or two ControlNets at once (e.g. pose + depth), each with its strength and the
+part of the schedule it acts in. Maps are extracted in the worker (cached), previewed as a strip of frames
+over their maps and downloadable; a ready control video can be uploaded instead.
 """
 from __future__ import annotations
 
 import gradio as gr
 
 from genl import forms
-from genl.kinds.edge_preview import POSE_MISSING
+from genl.controlnets import CONTROL_TYPES
 
 from . import common
 from .job_tab import job_tab, wire_upload_inspection
 
-INTRO = ("Upload a reference video: the new video follows its **edges** (outlines and motion, Canny) through a "
-         "ControlNet while your timeline says what to draw. Uses the tuning-free generator (an image model). "
-         f"{POSE_MISSING} With the demo model, the bundled demo edge ControlNet is used "
-         "(`assets/demo-controlnet`); jobs say plainly when it is not there yet.")
-DEMO_TARGETS = ["a yellow star moving right over snow", "a purple star moving right over night"]
+INTRO = ("Upload a reference video: the new video follows its **pose** (OpenPose skeletons), **edges** (Canny) "
+         "or **depth** (Depth Anything) through ControlNets while your timeline says what to draw. Uses the "
+         "tuning-free generator (an image model). With the demo model, pose comes from the bundled demo pose "
+         "ControlNet (`assets/demo-pose-controlnet`), the maps read by the demo world's tiny pose estimator "
+         "(stick figures only, a stand-in for OpenPose); edges from the demo edge ControlNet. Depth needs a real "
+         "model. Try the example `assets/examples/stick_figure_walks.mp4`.")
+DEMO_TARGETS = ["a red figure walking over grass", "a blue figure walking over sand"]
 REAL_TARGETS = ["an astronaut dancing on the moon", "a robot dancing in a city"]
 LENGTH_INFO = "Set from the reference video and fps; shorten it to use a part."
 
@@ -29,44 +30,62 @@ def source():
             upload = common.video_upload("Reference video (the motion to follow)")
             with gr.Row():
                 fps = gr.Number(common.DEFAULTS.fps, label="Frames per second", minimum=1, maximum=60)
-                preview_btn = gr.Button("Preview edges")
+                control_type = gr.Dropdown(list(CONTROL_TYPES), value="pose", label="Control")
+                preview_btn = gr.Button("Preview control maps")
             info = gr.Markdown("No video yet.", elem_classes=["genl-video-info"])
         with gr.Column():
-            frames = gr.Gallery(label="Edges of sampled frames (what the video follows)", columns=4,
-                                height=260, elem_classes=["genl-edges"])
-            note = gr.Markdown(POSE_MISSING, elem_classes=["genl-edge-note"])
-    return dict(control_video=upload, fps=fps), dict(info=info, preview=preview_btn, frames=frames, note=note)
+            strip = gr.Image(label="Frames over their control maps", type="numpy", height=260, interactive=False)
+            download = gr.File(label="Control video (download; upload it again as a ready control video)")
+            note = gr.Markdown("", elem_classes=["genl-edge-note"])
+    return (dict(control_video=upload, fps=fps, control_type=control_type),
+            dict(info=info, preview=preview_btn, strip=strip, download=download, note=note))
+
+
+def _control_row(label: str, first: bool) -> dict:
+    with gr.Row():
+        kind = None if first else gr.Dropdown(["none", *CONTROL_TYPES], value="none", label=label)
+        model = gr.Textbox("", label="ControlNet", placeholder="empty: the type's default (the demo's with the demo model)")
+        strength = gr.Slider(0, 2, value=1.0, step=0.05, label="Strength")
+        start = gr.Slider(0, 1, value=0.0, step=0.05, label="Start (fraction of steps)")
+        end = gr.Slider(0, 1, value=1.0, step=0.05, label="End (fraction of steps)")
+        maps = gr.File(label="Ready control video (optional)", file_types=["video"], type="filepath")
+    names = forms.FIRST_CONTROL if first else forms.SECOND_CONTROL
+    parts = dict(model=model, strength=strength, start=start, end=end, video=maps)
+    if kind is not None:
+        parts["type"] = kind
+    return {names[k]: v for k, v in parts.items()}
 
 
 def extras():
-    with gr.Row():
-        controlnet = gr.Textbox("", label="ControlNet (edges)",
-                                placeholder="empty: the demo's with the demo model; else a canny ControlNet")
-        control_scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Edge strength")
-    return dict(controlnet=controlnet, control_scale=control_scale)
+    with gr.Accordion("Control settings", open=True):
+        first = _control_row("Control", True)
+        second = _control_row("Second control (e.g. depth with pose)", False)
+    return {**first, **second}
 
 
 def make(values):
     values["fps"] = values["fps"] or common.DEFAULTS.fps
-    return forms.edge_control_settings(values)
+    return forms.pose_control_settings(values)
 
 
 def create_demo(studio) -> gr.Blocks:
     demo_default = common.pick_default_model(studio) == common.DEMO
 
-    def preview(path, f, w, h):
+    def preview(path, kind, model, f, w, h):
         try:
-            got = studio.preview_edges(path, fps=f or None, size=(int(w), int(h)) if w and h else None)
+            got = studio.preview_controls(path, kind, model or "demo", fps=f or None,
+                                          size=(int(w), int(h)) if w and h else None)
         except ValueError as err:
             raise common.user_error(err)
-        return got["frames"], got["note"]
+        return got["strip"], got["control_video"], got["note"]
 
     def wire(parts):
         form, adv, w = parts.form, parts.advanced, parts.widgets
         wire_upload_inspection(studio, parts, form["control_video"])
-        w["preview"].click(preview, [form["control_video"], form["fps"], adv["width"], adv["height"]],
-                           [w["frames"], w["note"]], api_name="edge_preview")
+        w["preview"].click(preview, [form["control_video"], form["control_type"], adv["model"], form["fps"],
+                                     adv["width"], adv["height"]],
+                           [w["strip"], w["download"], w["note"]], api_name="control_preview")
 
     return job_tab(studio, intro=INTRO, make=make, api_name="edge_control",
-                   run_label="Generate following the edges", prompts=DEMO_TARGETS if demo_default else REAL_TARGETS,
+                   run_label="Generate following the control", prompts=DEMO_TARGETS if demo_default else REAL_TARGETS,
                    source=source, extras=extras, length_info=LENGTH_INFO, wire=wire)

@@ -88,3 +88,77 @@ def save_control_video(maps: np.ndarray, path, fps: float = 8) -> Path:
     from genl.video_io import write_mp4
 
     return write_mp4(check_frames(maps, "Saving a control video"), path, fps=fps)
+
+
+# ---------------------------------------------------------------- detectors by name
+
+DETECTORS = {"edges": ("canny",), "pose": ("openpose", "demo_estimator"), "depth": ("depth_anything",)}
+DETECTOR_LABELS = {
+    "canny": "Canny edges (OpenCV)",
+    "openpose": "OpenPose body (controlnet-aux, lllyasviel/Annotators)",
+    "demo_estimator": "the demo world's tiny pose estimator (trained on stick figures only; a stand-in for OpenPose)",
+    "depth_anything": "Depth Anything V2 Small (transformers)",
+}
+
+
+def default_detector(kind: str, demo: bool = False) -> str:
+    """The detector that makes `kind` maps: in the demo world, pose comes from the tiny figure estimator."""
+    if kind == "pose" and demo:
+        return "demo_estimator"
+    return DETECTORS[kind][0]
+
+
+def check_detector(kind: str, detector: str) -> str:
+    if detector not in DETECTORS[kind]:
+        raise ValueError(f"Unknown {kind} detector '{detector}'. Choose one of: {', '.join(DETECTORS[kind])}.")
+    return detector
+
+
+def load_detector(detector: str, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """frames (N, H, W, 3) uint8 -> maps of the same shape, for a detector name of DETECTORS."""
+    if detector == "canny":
+        from .edges import edge_map
+
+        return edge_map
+    if detector == "openpose":
+        from .pose import OpenPose
+
+        return OpenPose.load(device=device)
+    if detector == "depth_anything":
+        from .depth import DepthAnything
+
+        return DepthAnything.load(device=device)
+    if detector == "demo_estimator":
+        from genl.demo.pose_estimator import estimate, load_estimator
+        from genl.models import DEMO_POSE_CONTROLNET_DIR
+
+        from .pose import draw_openpose_video
+
+        net = load_estimator(DEMO_POSE_CONTROLNET_DIR, device)
+
+        def demo_pose(frames):
+            return draw_openpose_video(estimate(net, frames)[:, None], frames.shape[1], frames.shape[2])
+
+        return demo_pose
+    raise ValueError(f"Unknown detector '{detector}'.")
+
+
+def control_maps(spec, frames, cache: "ControlCache", *, demo: bool = False, device: str = "cpu",
+                 size: tuple = None, num_frames: int = None) -> tuple[np.ndarray, str]:
+    """(maps, note) for one ControlSpec: its ready control video as is, else `frames` run through its detector
+    (cached per frames, detector and settings). size = (height, width) and num_frames apply to a ready video."""
+    if spec.video:
+        n = num_frames if num_frames is not None else len(frames)
+        h, w = size if size is not None else frames.shape[1:3]
+        return uploaded_control(spec.video, n, h, w), f"{spec.type}: the uploaded control video"
+    if frames is None:
+        raise ValueError(f"The {spec.type} control has no video to extract from: upload a reference video.")
+    detector = check_detector(spec.type, spec.detector or default_detector(spec.type, demo))
+    loaded = {}
+
+    def extract(x):
+        loaded["fn"] = loaded.get("fn") or load_detector(detector, device)
+        return loaded["fn"](x)
+
+    maps, hit = cache.maps(frames, detector, {"type": spec.type}, extract)
+    return maps, f"{spec.type}: {DETECTOR_LABELS[detector]}{' (cached)' if hit else ''}"

@@ -338,6 +338,23 @@ class Studio:
         got = self._run_light(EdgePreviewSettings(video=str(video or ""), fps=fps, samples=samples, **_size(size)))
         return {"frames": got["frames"], "num_frames": int(got["num_frames"]), "note": got.get("note", "")}
 
+    def preview_controls(self, video, kind: str = "pose", model: str = "demo", *, detector: str = "", fps=None,
+                         size=None, samples: int = 4) -> dict:
+        """Pose / depth / edge control: {"strip" (image), "control_video" (a served mp4), "num_frames", "note"}.
+        Runs as the light `control_preview` kind in the worker; the maps stay cached for the job."""
+        import numpy as np
+        from PIL import Image
+
+        from genl.settings import ControlPreviewSettings
+
+        got = self._run_light(ControlPreviewSettings(video=str(video or ""), type=kind, detector=detector,
+                                                     model=model or "demo", fps=fps, samples=samples, **_size(size)))
+        served = self.results / "controls" / Path(got["control_video"]).name
+        served.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(got["control_video"], served)
+        return {"strip": np.asarray(Image.open(got["strip"]).convert("RGB")), "control_video": str(served),
+                "num_frames": int(got["num_frames"]), "note": got.get("note", "")}
+
     def _run_light(self, settings, timeout: float = 300.0) -> dict:
         """Run a light job kind (a preview) through the worker queue ahead of waiting jobs; return its
         outputs with the frames read back, then forget the job (previews do not belong in the history)."""

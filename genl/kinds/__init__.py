@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import edge_preview, edit, generate, mask_preview, tune
+from . import control_preview, edge_preview, edit, generate, mask_preview, tune
 from .base import JobContext
 
-KINDS: dict[str, ModuleType] = {m.Settings.kind: m for m in (generate, edit, mask_preview, edge_preview, tune)}
+KINDS: dict[str, ModuleType] = {m.Settings.kind: m for m in (generate, edit, mask_preview, edge_preview,
+                                                          control_preview, tune)}
 
 
 def kind_of(settings) -> ModuleType:

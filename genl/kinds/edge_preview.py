@@ -6,8 +6,8 @@ from ..settings import EdgePreviewSettings
 from .base import JobContext, sample_frames, save_outputs
 
 Settings = EdgePreviewSettings
-POSE_MISSING = ("Pose extraction (OpenPose / DWPose) is not installed in this studio, so poses cannot be "
-                "followed yet; edges (Canny) work and follow the reference's outlines and motion.")
+POSE_AND_DEPTH = ("Pose (OpenPose) and depth (Depth Anything) maps come from the control preview "
+                  "(`control_preview`), which also makes edges and a downloadable control video.")
 
 
 def prepare(settings: EdgePreviewSettings, ctx: JobContext):
@@ -19,7 +19,7 @@ def prepare(settings: EdgePreviewSettings, ctx: JobContext):
 def run(settings: EdgePreviewSettings, inputs: dict, ctx: JobContext):
     frames, total = inputs["frames"], inputs["num_frames"]
     ctx.outputs.update(num_frames=total,
-                       note=f"Edges of {len(frames)} of the {total} frames the video will follow. {POSE_MISSING}")
+                       note=f"Edges of {len(frames)} of the {total} frames the video will follow. {POSE_AND_DEPTH}")
     return edge_map(frames)
 
 

@@ -1,15 +1,17 @@
 """Edit an uploaded video (tuning-free): invert under the source prompt, resample under the target
-timeline; optionally only inside an object's masks, optionally keeping the source's edges. With `tuned`
-the one-shot-tuned model samples instead (genl/tuning/jobs.py)."""
+timeline; optionally only inside an object's masks, optionally keeping the source's pose, depth or edges.
+With `tuned` the one-shot-tuned model samples instead (genl/tuning/jobs.py)."""
 from __future__ import annotations
 
 import dataclasses
 
-from ..conditions.edges import edge_map
-from ..settings import EditSettings
+from ..controlnets import job_control_maps, job_controls
+from ..models import DEMO_NAME
+from ..settings import EditSettings, control_specs
 from ..timeline import load_timeline
 from ..tuning.jobs import prepare_tuned_edit, run_tuned_edit
-from .base import JobContext, controlnet_for, demo_notice, load_pipeline, save
+from .base import JobContext, demo_notice, load_pipeline, save
+from .generate import control_cache_dir
 from .mask_preview import make_masks
 
 Settings = EditSettings
@@ -23,14 +25,17 @@ def prepare(settings: EditSettings, ctx: JobContext):
         return prepare_tuned_edit(settings, ctx)
 
     ctx.notices[:0] = demo_notice(settings)
-    controlnet = controlnet_for(settings)
     frames, _ = read_video(settings.video, fps=settings.fps, start=settings.start, end=settings.end,
                            max_frames=settings.max_frames, size=(settings.width, settings.height))
     settings = dataclasses.replace(settings, num_frames=len(frames))
     target = settings.validate()
-    return settings, {"frames": frames, "controlnet": controlnet, "target": target,
-                      "source": load_timeline(settings.source_prompt).validate(len(frames)),
-                      "control_frames": edge_map(frames) if settings.control else None}
+    specs = control_specs(settings)
+    maps, notes = job_control_maps(specs, frames, control_cache_dir(settings, ctx),
+                                   demo=settings.model == DEMO_NAME, device=settings.device)
+    if specs:
+        ctx.notices.append("Control maps: " + "; ".join(notes) + ".")
+    return settings, {"frames": frames, "target": target, "specs": specs, "maps": maps,
+                      "source": load_timeline(settings.source_prompt).validate(len(frames))}
 
 
 def run(settings: EditSettings, inputs: dict, ctx: JobContext):
@@ -39,7 +44,7 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
 
     if settings.tuned:
         return run_tuned_edit(settings, inputs, ctx)
-    pipe = load_pipeline(ctx, settings, "edit", inputs["controlnet"])
+    pipe = load_pipeline(ctx, settings, "edit")
     masks = None
     if settings.masked:  # after loading: the demo world's masks need to know the model used
         masks = make_masks(inputs["frames"], settings.mask_object, settings, ctx, demo=ctx.demo_world).masks
@@ -47,7 +52,8 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
     return pipe(inputs["frames"], inputs["source"], inputs["target"], num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance, codenoise=settings.codenoise, attention=settings.attention,
                 strength=settings.strength, smoothness=settings.smoothness, scheduler=settings.scheduler,
-                masks=masks, control_frames=inputs["control_frames"], control_scale=settings.control_scale,
+                masks=masks, controls=job_controls(inputs["specs"], inputs["maps"], pipe, len(inputs["frames"]),
+                                                   ctx.models, demo=ctx.demo_world),
                 cache=cache, cache_id={"video": video_hash(settings.video), "model": settings.model},
                 callback=ctx.progress, is_cancelled=ctx.is_cancelled).frames
 

@@ -13,6 +13,7 @@ from diffusers import DiffusionPipeline
 
 from ..codenoise import Window, window_frames
 from ..motion_windows import check_fusion
+from ..controlnets import control_residuals, unet_control_kwargs
 from ..plan import CoDenoisePlan
 from ..progress import check_cancel, report
 from ..timeline import Timeline, mix_embeddings
@@ -28,16 +29,23 @@ class LongVideoPipelineBase(DiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
-def control_images(pipe, frames: Optional[np.ndarray], num_frames: int) -> Optional[torch.Tensor]:
-    """(F, H, W, 3) uint8 conditioning frames -> (F, 3, H, W) in [0, 1] for the pipeline's ControlNet."""
-    if frames is None:
-        return None
-    if getattr(pipe, "controlnet", None) is None:
-        raise ValueError("Control frames were given but no ControlNet is loaded: choose a ControlNet model.")
-    if len(frames) != num_frames:
-        raise ValueError(f"The control video has {len(frames)} frames but the video has {num_frames}.")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    return (x.float() / 255.0).to(device=pipe.unet.device, dtype=pipe.controlnet.dtype)
+def pipeline_controls(pipe, controls, control_frames: Optional[np.ndarray], control_scale: float,
+                      num_frames: int) -> list:
+    """The run's ControlNets: `controls` (genl.controlnets.Control, several at once), plus the pipeline's own
+    ControlNet on `control_frames` (F, H, W, 3) uint8 when given (the single-ControlNet form)."""
+    from ..controlnets import Control, control_tensor
+
+    out = list(controls or ())
+    if control_frames is not None:
+        if getattr(pipe, "controlnet", None) is None:
+            raise ValueError("Control frames were given but no ControlNet is loaded: choose a ControlNet model.")
+        images = control_tensor(control_frames, num_frames, pipe.unet.device, pipe.controlnet.dtype)
+        out.append(Control(pipe.controlnet, images, control_scale, name="edges"))
+    for c in out:
+        if len(c.images) != num_frames:
+            raise ValueError(f"The {c.name or 'control'} video has {len(c.images)} frames but the video has "
+                             f"{num_frames}.")
+    return out
 
 
 @dataclass
@@ -203,12 +211,29 @@ def default_windows_per_call(device, clip_length: int, height: int, width: int, 
     return max(1, min(max_windows, budget_frames // frames_per_window))
 
 
-def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_scale: float, controlnet=None,
-                        control: Optional[torch.Tensor] = None, control_scale: float = 1.0):
+def step_index(timesteps):
+    """t -> its step number in `timesteps`, so a denoise called with t knows how far the schedule is."""
+    index = {float(t): i for i, t in enumerate(timesteps)}
+
+    def step(t) -> int:
+        return index[float(t)]
+
+    return step
+
+
+def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_scale: float, controls=(),
+                        timesteps=None):
     """The sampler's denoise for an image UNet: clips (k, C, M, h, w) become k*M images, frames contiguous
     per clip (the layout the cross-frame attention processor expects), CFG halves stacked [uncond; cond].
-    With a ControlNet, each frame's control image (control: (F, 3, H, W)) adds its residuals to the UNet."""
+
+    controls: genl.controlnets.Control list (pipeline_controls); each row gets its own video frame's map, so
+    window W_i is steered by its frames F_i's maps only, and their residuals are summed. timesteps: the
+    sampling schedule, which turns t into the step index each control's start/end is measured against."""
     use_cfg = text.use_cfg
+    controls = list(controls or ())
+    if controls and timesteps is None:
+        raise ValueError("Control needs the sampling timesteps (for its start/end).")
+    step_of = step_index(timesteps) if controls else None
 
     def denoise(x, t, windows):
         k, c, m, h, w = x.shape
@@ -219,13 +244,11 @@ def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_sc
         else:
             states = cond
         extra = {}
-        if controlnet is not None and control is not None:
+        if controls:
             rows = torch.cat([window_frames(win, num_frames) for win in windows])
-            hint = control[rows.to(control.device)]
-            hint = torch.cat([hint, hint]) if use_cfg else hint
-            down, mid = controlnet(images.to(controlnet.dtype), t, encoder_hidden_states=states.to(controlnet.dtype),
-                                   controlnet_cond=hint, conditioning_scale=control_scale, return_dict=False)
-            extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            rows = torch.cat([rows, rows]) if use_cfg else rows
+            extra = unet_control_kwargs(control_residuals(controls, images, t, step_of(t), len(timesteps), states,
+                                                          rows))
         out = unet(images, t, encoder_hidden_states=states, **extra).sample
         if use_cfg:
             out = guided(out, guidance_scale)

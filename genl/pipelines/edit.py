@@ -7,7 +7,7 @@ share appearance. Optional Pix2Video-style adjacent-frame distance penalty keeps
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +22,11 @@ from ..timeline import Timeline
 from .common import (
     LongVideoOutput,
     LongVideoPipelineBase,
-    control_images,
     decode_latents,
     encode_frames,
     image_unet_denoiser,
     make_plan,
+    pipeline_controls,
     timeline_conditions,
 )
 
@@ -128,6 +128,7 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         masks: Optional[np.ndarray] = None,
         control_frames: Optional[np.ndarray] = None,
         control_scale: float = 1.0,
+        controls: Sequence = (),
         cache: Optional[InversionCache] = None,
         cache_id: Optional[dict] = None,
         callback: Optional[Progress] = None,
@@ -136,7 +137,8 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
     ) -> LongVideoOutput:
         """masks: (F, H, W) bool, where the edit may change the video (edit anything); elsewhere the source
         is pasted back at every step from its inversion trajectory. control_frames: (F, H, W, 3) uint8
-        conditioning images (e.g. edge maps) for the pipeline's ControlNet."""
+        conditioning images (e.g. edge maps) for the pipeline's ControlNet; controls: genl.controlnets.Control
+        list (e.g. the source's pose and depth), their start/end measured over the resampled steps."""
         codenoise = dataclasses.replace(codenoise or CoDenoiseSettings(), loop=False)  # a source video never loops
         device, dtype = self.unet.device, self.unet.dtype
         num_frames = len(frames)
@@ -163,10 +165,8 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         if hasattr(sampler, "set_begin_index"):
             sampler.set_begin_index(start)
         hook = adjacent_frame_penalty(sampler, smoothness) if smoothness > 0 else None
-        control = control_images(self, control_frames, num_frames)
-        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale,
-                                      controlnet=self.controlnet if control is not None else None,
-                                      control=control, control_scale=control_scale)
+        controls = pipeline_controls(self, controls, control_frames, control_scale, num_frames)
+        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale, controls, timesteps)
         latents = noise.to(device)
         if float(sampler.init_noise_sigma) > 1.0:  # sigma-form schedulers (Euler): x = x_VP / sqrt(a_t)
             latents = latents / sampler.alphas_cumprod[int(timesteps[0])].sqrt().to(device)

@@ -6,7 +6,7 @@ so frames share appearance, each frame follows the prompt timeline, and co-denoi
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,11 +19,11 @@ from ..timeline import Timeline
 from .common import (
     LongVideoOutput,
     LongVideoPipelineBase,
-    control_images,
     decode_latents,
     image_unet_denoiser,
     initial_noise,
     make_plan,
+    pipeline_controls,
     timeline_conditions,
 )
 
@@ -64,11 +64,14 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
         noise_share: float = 1.0,
         control_frames: Optional[np.ndarray] = None,
         control_scale: float = 1.0,
+        controls: Sequence = (),
         callback: Optional[Progress] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
-        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation and transition width."""
+        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation and transition width.
+        controls: genl.controlnets.Control list (several ControlNets); control_frames/control_scale: maps for
+        the pipeline's own ControlNet (one more control, active over the whole schedule)."""
         codenoise = codenoise or CoDenoiseSettings()
         device, dtype = self.unet.device, self.unet.dtype
         use_cfg = guidance_scale > 1.0
@@ -87,10 +90,10 @@ class LongTuningFreePipeline(LongVideoPipelineBase):
                  height // self.vae_scale_factor, width // self.vae_scale_factor)
         latents = shared_noise(shape, seed, device, self.scheduler.init_noise_sigma, motion, noise_share)
 
-        control = control_images(self, control_frames, num_frames)  # e.g. edge maps of a reference video
-        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale,
-                                      controlnet=self.controlnet if control is not None else None,
-                                      control=control, control_scale=control_scale)
+        # ControlNets on a reference video's pose / depth / edge maps, summed; each with its start/end
+        controls = pipeline_controls(self, controls, control_frames, control_scale, num_frames)
+        denoise = image_unet_denoiser(self.unet, text, num_frames, guidance_scale, controls,
+                                      self.scheduler.timesteps)
         latents = co_denoise_sample(self.scheduler, latents, self.scheduler.timesteps, plan, denoise,
                                     callback=callback, is_cancelled=is_cancelled)
 
