@@ -93,3 +93,36 @@ def test_studio_dispatch_follows_the_gpu_policy():
     pool.release("long")
     pool.set_policy("one-per-job")
     assert pool.dispatch(["a", "b"], ready=gpus) == [("a", ("cuda:0",)), ("b", ("cuda:1",))]
+
+
+def test_studio_gives_a_job_every_gpu_and_frees_them_when_it_ends(tmp_path):
+    """Studio dispatch under all-on-one, workers not started: the lead worker gets the job with every GPU,
+    the Settings info shows who holds them, and a cancel (any ending) frees them for the next job."""
+    import queue
+
+    from conftest_app import SYNTHETIC_JOB, generate_settings
+    from genl.jobs import Studio
+    from genl.jobs import events as ev
+    from genl.jobs.worker import _Flag
+
+    s = Studio(tmp_path, devices=["cuda:0", "cuda:1"], job_fn=SYNTHETIC_JOB, start=False, gpu_policy="all-on-one")
+    try:
+        for w in s.workers:
+            w.ready, w.jobs, w.cancel_flag = True, queue.Queue(), _Flag()
+        first, second = s.submit(generate_settings()), s.submit(generate_settings(seed=1))
+        lead, other = s.workers
+        assert lead.jobs.get_nowait()[3] == ["cuda:0", "cuda:1"] and other.jobs.empty()
+        assert s.gpus(first.id) == "GPUs 0, 1" and s.position(second.id) == 1  # waits for both GPUs
+        info = s.info()
+        assert info["gpu_policy"] == "all-on-one" and info["holding"] == {first.id: "GPUs 0, 1"}
+        lead._forward(ev.started(first.id, 0, "cuda:0"))
+        assert "GPUs 0, 1" in s.get(first.id).message
+        lead._forward(ev.failed(first.id, "GPU rank 1 of 2 failed, so the job stopped on every rank: boom"))
+        assert s.gpus(first.id) == "" and lead.jobs.get_nowait()[3] == ["cuda:0", "cuda:1"]
+        s.set_gpu_policy("one-per-job")
+        third = s.submit(generate_settings(seed=2))
+        assert s.position(third.id) == 1  # the second job still holds both GPUs
+        lead._forward(ev.cancelled(second.id, "Cancelled while running."))
+        assert s.gpus(third.id) == "GPU 0" and lead.jobs.get_nowait()[3] == []
+    finally:
+        s.close(grace=0.1)
