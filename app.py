@@ -21,6 +21,8 @@ def parse_args(argv=None):
     p.add_argument("--outputs", default="outputs",
                    help="results/ (served: videos, thumbnails, settings) and private/ (history, uploads, caches)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, or a list like cuda:0,cuda:1")
+    p.add_argument("--gpu-policy", choices=["one-per-job", "all-on-one"], default="one-per-job",
+                   help="one-per-job: a job per GPU (many short jobs); all-on-one: every GPU on one job (long jobs)")
     p.add_argument("--models", default="", help="comma-separated hub ids or folders to offer besides the demo")
     p.add_argument("--model-root", action="append", default=[],
                    help="a folder whose model subfolders users may name in the model field (repeatable)")
@@ -49,6 +51,7 @@ def build(args, models=None, job_fn=None):
     devices = ["cuda"] if is_zero_gpu() else detect_devices(args.device)
     studio = Studio(outputs, devices=devices, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
                     tiny_decoder=args.tiny_decoder, models=models, model_roots=args.model_root,
+                    gpu_policy=getattr(args, "gpu_policy", "one-per-job"),
                     **({"job_fn": job_fn} if job_fn else {}))
     with gr.Blocks(title="Gen-L Studio") as demo:
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "

@@ -6,6 +6,7 @@ Same seed and settings give the same video. Errors a user can cause print one cl
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control-maps", action="append", default=[],
                    help="a ready control video per --control (used as is instead of extracting)")
     p.add_argument("--detector", action="append", default=[], help="detector per --control (e.g. openpose)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="spread the clips over N GPUs, one process each (with --device cpu: N CPU processes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,18 +168,70 @@ def check_before_work(args, settings) -> None:
         settings.validate()
 
 
+def _rank(ctx, settings, out: str, fallback: bool):
+    """One rank of `--gpus N`: the same job on this rank's device; rank 0 shows the bars and writes."""
+    from .api import run_job
+
+    settings.device = str(ctx.device)
+    bars = _Bars() if ctx.is_main else None
+    try:
+        return run_job(settings, Path(out), progress=bars, is_cancelled=ctx.is_cancelled, fallback_to_demo=fallback)
+    finally:
+        if bars is not None:
+            bars.close()
+
+
+def run_ranks(args, settings, bars) -> dict:
+    """`--gpus N`: N spawned ranks (cuda:0..N-1, or gloo processes with --device cpu), or this process as
+    one rank of a torchrun job (RANK set). Only rank 0 writes; returns its result (None on other ranks)."""
+    import torch
+
+    from .distributed import DistributedContext, launch
+
+    fallback = not args.no_demo_fallback
+    cpu = str(args.device).startswith("cpu")
+    if "RANK" in os.environ:  # started by torchrun: one rank per process already
+        ctx = DistributedContext.from_env("cpu" if cpu else None)
+        try:
+            return _rank(ctx, settings, args.out, fallback)
+        except Exception:
+            ctx.close(abort=True)
+            raise
+        finally:
+            ctx.close()
+    if args.gpus < 1:
+        raise ValueError(f"--gpus must be at least 1 (got {args.gpus}).")
+    if not cpu and args.gpus > torch.cuda.device_count():
+        raise ValueError(f"--gpus {args.gpus} asks for {args.gpus} GPUs but {torch.cuda.device_count()} are "
+                         "visible; use fewer, or --device cpu to run that many CPU processes.")
+    threads = max(1, (os.cpu_count() or 1) // args.gpus) if cpu else None
+    bars.close()
+    return launch(_rank, args.gpus, settings, args.out, fallback, device_type="cpu" if cpu else "cuda",
+                  threads=threads)[0]
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tune":
         return run_tune(args)
     from .api import run_job
+    from .distributed import RankDone, RankFailed
 
     bars = _Bars()
     started = time.monotonic()
     try:
         settings = settings_from_args(args)
         check_before_work(args, settings)
-        result = run_job(settings, Path(args.out), progress=bars, fallback_to_demo=not args.no_demo_fallback)
+        if args.gpus > 1 or "RANK" in os.environ:
+            result = run_ranks(args, settings, bars)
+        else:
+            result = run_job(settings, Path(args.out), progress=bars, fallback_to_demo=not args.no_demo_fallback)
+    except RankDone:  # a torchrun rank other than 0: its share is done, rank 0 writes and reports
+        return 0
+    except RankFailed as err:  # one rank of --gpus N failed: every rank stopped; say which and why
+        bars.close()
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
     except ValueError as err:
         bars.close()
         print(f"error: {err}", file=sys.stderr)

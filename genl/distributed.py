@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from .sampling import Cancelled  # the engine's cancel: the worker already reports it as "cancelled"
+from .progress import Cancelled  # the engine's cancel: the worker already reports it as "cancelled"
 from .codenoise import (
     Denoise,
     DenoiseBatch,
@@ -43,6 +43,11 @@ from .codenoise import (
 
 OK, CANCELLED, FAILED = 0, 1, 2
 DEFAULT_TIMEOUT_S = 600.0  # a collective that waits longer than this means a rank is gone or stuck
+
+
+class RankDone(Exception):
+    """Raised on ranks other than 0 once the last denoising step is fused: decoding and writing the video
+    are rank 0's alone, so the others leave the pipeline there (`launch` counts it as success, result None)."""
 
 
 class RankFailed(RuntimeError):
@@ -90,6 +95,7 @@ class DistributedContext:
     control: Optional[object] = None
     local_cancel: Optional[Callable[[], bool]] = None
     cancelled: bool = False
+    solo: bool = False  # rank 0 after the last collective: a local cancel can no longer split the group
     _owns_group: bool = field(default=False, repr=False)
 
     @classmethod
@@ -131,12 +137,21 @@ class DistributedContext:
 
     def watch_cancel(self, is_cancelled: Optional[Callable[[], bool]]) -> None:
         """This rank's own cancel check (e.g. the worker's flag); any rank may have one."""
-        self.local_cancel, self.cancelled = is_cancelled, False
+        self.local_cancel, self.cancelled, self.solo = is_cancelled, False, False
 
     def is_cancelled(self) -> bool:
         """The cancel state all ranks agreed on at the last model call: the same answer on every rank, so
-        it is safe to pass as a pipeline's `is_cancelled` (a rank-local check there could stop one rank only)."""
+        it is safe to pass as a pipeline's `is_cancelled` (a rank-local check there could stop one rank only).
+        Once rank 0 is alone (decoding, writing) its own cancel check counts directly."""
+        if self.solo and self.local_cancel is not None and self.local_cancel():
+            self.cancelled = True
         return self.cancelled
+
+    def end_collectives(self) -> None:
+        """After the last denoising step: rank 0 goes on alone, every other rank stops (RankDone)."""
+        if not self.is_main:
+            raise RankDone(f"rank {self.rank}: denoising done; rank 0 decodes and writes")
+        self.solo = True
 
     def agree(self, status: int, error: Optional[BaseException] = None) -> None:
         """Collective: every rank learns the worst status of any rank and raises the same way.
@@ -260,7 +275,10 @@ def _run_rank(rank: int, fn, args, kwargs, world_size: int, init_method: str, de
     try:
         ctx = DistributedContext.setup(rank, world_size, init_method=init_method, device_type=device_type,
                                        timeout_s=timeout_s)
-        result = fn(ctx, *args, **kwargs)
+        try:
+            result = fn(ctx, *args, **kwargs)
+        except RankDone:
+            result = None
         torch.save(result, out / f"rank{rank}.pt")
     except BaseException as exc:
         report = {"type": type(exc).__name__, "message": str(exc), "peer": isinstance(exc, RankFailed),

@@ -16,7 +16,7 @@ import torch
 from .plan import CoDenoisePlan
 from .prediction import eps_from_output
 from .progress import check_cancel, report
-from .sampling import WindowDenoise, co_denoise_step
+from .sampling import WindowDenoise, co_denoise_step, rank_view
 
 
 def inversion_timesteps(scheduler, num_inference_steps: int, strength: float = 1.0) -> list[int]:
@@ -49,6 +49,7 @@ def ddim_invert(
     `timesteps` are the sampling timesteps, high to low; inversion climbs them in reverse. The model is
     evaluated at the current (less noisy) point with the next timestep, as in diffusers' DDIMInverseScheduler.
     """
+    _, callback, is_cancelled = rank_view(plan, callback, is_cancelled)  # window-parallel in a group of ranks
     acp = alphas_cumprod.to(torch.float64)
     up = list(reversed(timesteps))
     x = latents.to(torch.float32)

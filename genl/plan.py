@@ -10,11 +10,22 @@ by the window (start, end) itself, never by its position in one fixed list.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
 from .codenoise import Window, make_windows, shifted_windows, window_weights
+
+if TYPE_CHECKING:
+    from .distributed import DistributedContext
+
+def _joined_group() -> Optional["DistributedContext"]:
+    """The group this process joined (a rank of a several-GPU job), else None: plans built in a rank are
+    window-parallel without any pipeline passing the context along."""
+    from .distributed import current  # lazy: distributed imports the sampler, which imports this module
+
+    return current()
+
 
 # (num_frames N, clip length M, stride S, step, *, loop) -> windows covering every frame
 Schedule = Callable[..., list]
@@ -49,6 +60,7 @@ class CoDenoisePlan:
     schedule: str = "fixed"
     windows_per_call: int = 1
     attention: str = "bidirectional"
+    parallel: Optional["DistributedContext"] = field(default_factory=_joined_group, compare=False, repr=False)
     _windows: dict = field(default_factory=dict, compare=False, repr=False)
     _weights: dict = field(default_factory=dict, compare=False, repr=False)
 

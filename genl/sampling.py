@@ -20,7 +20,8 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from .codenoise import Window, co_denoise
+from .codenoise import Window
+from .distributed import DistributedContext, co_denoise_for
 from .plan import CoDenoisePlan
 from .prediction import x0_from_output
 from .progress import Cancelled, Progress, check_cancel, report
@@ -70,8 +71,22 @@ def co_denoise_step(x: torch.Tensor, t, plan: CoDenoisePlan, step: int, denoise:
         check_cancel(is_cancelled)
         return denoise(stacked, t, [windows[i] for i in indices])
 
-    return co_denoise(x, t, windows, plan.weights_at(step), denoise_batch=batch,
-                      windows_per_call=plan.windows_per_call)
+    return co_denoise_for(plan.parallel)(x, t, windows, plan.weights_at(step), denoise_batch=batch,
+                                         windows_per_call=plan.windows_per_call)
+
+
+def rank_view(plan: CoDenoisePlan, callback: Optional[Progress], is_cancelled: Optional[Callable[[], bool]]):
+    """(group or None, callback, is_cancelled) as this rank must use them in a loop over `plan`.
+
+    In a group of several ranks the cancel check is the state every rank agreed on (a local check could stop
+    one rank mid-step and leave the rest waiting in a collective); the local check, if the caller has one,
+    feeds that agreement. Progress and previews come from rank 0 only."""
+    ctx: Optional[DistributedContext] = plan.parallel
+    if ctx is None or ctx.world_size == 1:
+        return None, callback, is_cancelled
+    if ctx.local_cancel is None and is_cancelled is not None and is_cancelled != ctx.is_cancelled:
+        ctx.watch_cancel(is_cancelled)
+    return ctx, (callback if ctx.is_main else None), ctx.is_cancelled
 
 
 def co_denoise_sample(
@@ -95,7 +110,11 @@ def co_denoise_sample(
     model saw (variance-preserving form for every scheduler here). step_hook(latents, i) -> latents runs on
     the stepped latents after step i (e.g. masked editing pastes the source back outside the mask).
     callback gets one progress dict per step (genl/progress.py).
+
+    With `plan.parallel` (a group of ranks) every rank runs this same loop on its share of the windows and
+    ends with the same latents; then ranks other than 0 raise RankDone, as decoding and writing are rank 0's.
     """
+    ctx, callback, is_cancelled = rank_view(plan, callback, is_cancelled)
     total = len(timesteps)
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for i, t in enumerate(timesteps):
@@ -111,7 +130,10 @@ def co_denoise_sample(
         if step_hook is not None:
             latents = step_hook(latents, i)
     check_cancel(is_cancelled)
+    if ctx is not None:
+        ctx.end_collectives()
     return latents
 
 
-__all__ = ["Cancelled", "check_cancel", "co_denoise_sample", "co_denoise_step", "make_scheduler", "predicted_x0"]
+__all__ = ["Cancelled", "check_cancel", "co_denoise_sample", "co_denoise_step", "make_scheduler", "predicted_x0",
+           "rank_view"]

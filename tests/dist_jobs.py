@@ -113,3 +113,31 @@ def fail(ctx, pid_dir: str, how: str, bad_rank: int = 1):
 def cancel_everywhere(ctx):
     """Rank job: rank 0 is cancelled during the first step; every rank lets Cancelled out."""
     return ddim_loop(ctx, steps=2, cancel_after=0 if ctx.rank == 0 else None)
+
+
+def flaky_job(settings, out_dir, progress=None, is_cancelled=None, models=None):
+    """A job function (worker signature) whose rank 1 raises in the second step of a real sampling
+    loop; the plan it builds is window-parallel only because the rank joined a group (plan.parallel)."""
+    from genl.distributed import current
+    from genl.plan import CoDenoisePlan
+    from genl.sampling import co_denoise_sample
+
+    ctx = current()
+    Path(out_dir, f"rank{ctx.rank}.pid").write_text(str(os.getpid()))
+    latents, _, _, _, denoise_batch = problem()
+    plan = CoDenoisePlan(num_frames=FRAMES, clip_length=CLIP, stride=STRIDE, weights="pyramid")
+    assert plan.parallel is ctx
+    calls = [0]
+
+    def denoise(x, t, windows):
+        calls[0] += 1
+        if ctx.rank == 1 and calls[0] == 4:  # rank 1 has 3 of the 6 windows: its first call of step 2
+            raise RuntimeError("boom on rank 1")
+        return denoise_batch(x, t, list(range(len(windows))))
+
+    scheduler = tiny_scheduler()
+    scheduler.set_timesteps(3)
+    with torch.no_grad():
+        co_denoise_sample(scheduler, latents, scheduler.timesteps, plan, denoise, callback=progress,
+                          is_cancelled=is_cancelled)
+    return {"video": "never written"}

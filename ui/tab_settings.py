@@ -24,8 +24,10 @@ def about(studio) -> str:
         f"- worker {i} on `{w['device']}`: " + ("ready" if w["ready"] else "not ready")
         + (", running a job" if w["running"] else "")
         for i, w in enumerate(info["workers"]))
+    holding = "; ".join(f"{job}: {gpus}" for job, gpus in info.get("holding", {}).items()) or "none"
     return (f"**Devices:** {', '.join(info['devices'])} (one worker process each; jobs run one at a time per "
-            f"device).  \n**Precision:** auto (fp16 on GPUs, fp32 on the CPU) unless a job says otherwise.  \n"
+            f"device).  \n**GPU policy:** `{info.get('gpu_policy', 'one-per-job')}`: {info.get('gpu_policy_note', '')} "
+            f"(set with `python app.py --gpu-policy`).  \n**GPUs held by running jobs:** {holding}  \n**Precision:** auto (fp16 on GPUs, fp32 on the CPU) unless a job says otherwise.  \n"
             f"**Limits:** at most {info['max_frames']} frames per video; uploads up to {info['max_upload_mb']} MB.  \n"
             f"**Queued jobs:** {info['queued']}\n\n**Workers:**\n{workers}\n\n"
             "Finished videos are kept until deleted from the Jobs tab; uploads and history stay on the server. "

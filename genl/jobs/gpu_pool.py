@@ -7,7 +7,7 @@ a job waiting for GPUs is never overtaken, so a job that needs every GPU cannot 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 POLICIES = {
     "one-per-job": "One GPU per job: several jobs run at once (best for many short jobs).",
@@ -39,16 +39,19 @@ class GpuPool:
         gpus = [d for d in self.devices if d.startswith("cuda")]
         return len(gpus) if self.policy == "all-on-one" and len(gpus) > 1 else 1
 
-    def free(self) -> list[str]:
+    def free(self, ready: Optional[Collection[str]] = None) -> list[str]:
+        """Devices no job holds (and, given `ready`, whose worker is up)."""
         busy = {d for devs in self.held.values() for d in devs}
-        return [d for d in self.devices if d not in busy]
+        return [d for d in self.devices if d not in busy and (ready is None or d in ready)]
 
-    def acquire(self, job_id: str) -> Optional[tuple[str, ...]]:
-        """The devices `job_id` now holds (lowest free first), or None when not enough are free yet."""
+    def acquire(self, job_id: str, ready: Optional[Collection[str]] = None,
+                single: bool = False) -> Optional[tuple[str, ...]]:
+        """The devices `job_id` now holds (lowest free first), or None when not enough are free yet.
+        `single`: one device whatever the policy (light jobs such as mask previews)."""
         if job_id in self.held:
             raise ValueError(f"Job {job_id} already holds {', '.join(self.held[job_id])}.")
-        free = self.free()
-        count = self.wants()
+        free = self.free(ready)
+        count = 1 if single else self.wants()
         if len(free) < count:
             return None
         self.held[job_id] = tuple(free[:count])
@@ -58,11 +61,13 @@ class GpuPool:
         """Give back every device of a job that ended (finished, failed, cancelled or crashed)."""
         return self.held.pop(job_id, ())
 
-    def dispatch(self, queue: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-        """Start queued jobs in order while GPUs allow; stops at the first job that must wait (FIFO)."""
+    def dispatch(self, queue: Sequence[str], ready: Optional[Collection[str]] = None,
+                 single: Collection[str] = ()) -> list[tuple[str, tuple[str, ...]]]:
+        """Start queued jobs in order while GPUs allow; stops at the first job that must wait (FIFO).
+        `ready`: devices whose worker can take a job now; `single`: job ids that take one device."""
         started = []
         for job_id in queue:
-            devices = self.acquire(job_id)
+            devices = self.acquire(job_id, ready, single=job_id in single)
             if devices is None:
                 break
             started.append((job_id, devices))

@@ -23,6 +23,7 @@ from typing import Iterator, Optional, Sequence, Union
 from . import events
 from .spec import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, Job, JobSpec
 from .store import JobStore
+from .gpu_pool import POLICIES, GpuPool
 from .worker import DEFAULT_JOB_FN, ProcessWorker, ThreadWorker, publish
 
 CRASHED = ("The worker process stopped unexpectedly while running this job (exit code {code}). This usually "
@@ -95,7 +96,7 @@ class Studio:
                  max_frames: int = 1024, max_upload_mb: int = 500, preview_interval: float = 1.0,
                  preview_frames: int = 8, tiny_decoder: str = "", threads: Optional[bool] = None,
                  models: Optional[Sequence[str]] = None, model_roots: Sequence[str] = (), start: bool = True,
-                 leftover_wait: float = 15.0):
+                 leftover_wait: float = 15.0, gpu_policy: str = "one-per-job"):
         from genl.models import DEFAULT_MOTION_ADAPTER, DEFAULT_SD, DEMO_NAME
         from genl.validation import ModelPolicy
 
@@ -127,6 +128,8 @@ class Studio:
         options = {"preview_interval": preview_interval, "preview_frames": preview_frames,
                    "tiny_decoder": tiny_decoder, "zerogpu": zerogpu, "lock": str(self.private / "workers.lock")}
         worker_cls = ThreadWorker if (threads if threads is not None else zerogpu) else ProcessWorker
+        self.pool = GpuPool(list(self.devices), gpu_policy)  # which GPUs each running job holds
+        self._light: set[str] = set()  # previews: one device whatever the policy
         self.workers = [worker_cls(i, d, job_fn, self._on_event, options) for i, d in enumerate(self.devices)]
         for w in self.workers:
             w.on_crash = self._on_crash
@@ -366,6 +369,7 @@ class Studio:
         with self._lock:
             job = self.store.add(spec)
             self._queue.insert(0, job.id)
+            self._light.add(job.id)
             self._announce_positions()
             self._dispatch()
         try:
@@ -410,8 +414,21 @@ class Studio:
             workers = [{"device": w.device, "ready": w.ready, "running": w.current, "problem": w.broken}
                        for w in self.workers]
             queued = len(self._queue)
+            holding = {job: self.pool.describe(job) for job in self.pool.held}
         return {"devices": self.devices, "workers": workers, "queued": queued, "max_frames": self.max_frames,
-                "max_upload_mb": self.max_upload_mb}  # no server paths: the Settings tab shows this to users
+                "max_upload_mb": self.max_upload_mb, "gpu_policy": self.pool.policy,
+                "gpu_policy_note": POLICIES[self.pool.policy], "holding": holding}
+
+    def set_gpu_policy(self, policy: str) -> None:
+        """one-per-job or all-on-one; running jobs keep their GPUs, the next job follows the new policy."""
+        with self._lock:
+            self.pool.set_policy(policy)
+            self._dispatch()
+
+    def gpus(self, job_id: str) -> str:
+        """The GPUs a running job holds, as the Jobs tab shows them ('GPUs 0, 1'); '' when it holds none."""
+        with self._lock:
+            return self.pool.describe(job_id)  # no server paths: the Settings tab shows this to users
 
     # ---- internals ------------------------------------------------------------------------------
     def _job(self, job_id: str, user: Optional[str] = None, own: bool = False) -> Job:
@@ -482,15 +499,16 @@ class Studio:
         with self._lock:
             if self._closing:
                 return
-            for w in self.workers:
-                if not self._queue:
-                    break
-                if w.idle:
-                    job_id = self._queue.pop(0)
-                    spec = self.store.get(job_id).spec
-                    self.store.update(job_id, status=RUNNING, started=time.time(), message="Starting.",
-                                      position=None)
-                    w.submit(spec, self.results / job_id, self.work / job_id)
+            by_device = {w.device: w for w in self.workers}
+            ready = [w.device for w in self.workers if w.idle]
+            for job_id, devices in self.pool.dispatch(self._queue, ready=ready, single=self._light):
+                self._queue.remove(job_id)
+                self._light.discard(job_id)
+                spec = self.store.get(job_id).spec
+                self.store.update(job_id, status=RUNNING, started=time.time(), message="Starting.",
+                                  position=None)
+                by_device[devices[0]].submit(spec, self.results / job_id, self.work / job_id,
+                                             devices=list(devices) if len(devices) > 1 else None)
             self._announce_positions()
 
     def _announce_positions(self) -> None:
@@ -544,6 +562,10 @@ class Studio:
 
     def _on_event(self, worker, ev: dict) -> None:
         with self._changed:
+            if ev["type"] == "started" and self.pool.describe(ev["job"]):
+                ev = dict(ev, device=self.pool.describe(ev["job"]))  # "Started on GPUs 0, 1."
+            if ev["type"] in events.FINAL_TYPES:
+                self.pool.release(ev.get("job", ""))  # every GPU of the job, whichever way it ended
             if "job" in ev:
                 self._record(ev)
             else:
@@ -552,6 +574,9 @@ class Studio:
                 self._dispatch()
 
     def _on_crash(self, worker, job_id: Optional[str], code: Optional[int]) -> None:
+        if job_id is not None:
+            with self._lock:
+                self.pool.release(job_id)
         if job_id is not None and not self._closing:
             self._record(events.failed(job_id, CRASHED.format(code=code)))
 

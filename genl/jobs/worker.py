@@ -18,6 +18,7 @@ previews go to its results folder, the one the web server may serve.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import multiprocessing as mp
@@ -31,6 +32,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
+from genl.distributed import RankFailed
 from genl.progress import Cancelled
 
 from . import events
@@ -162,6 +164,8 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
             emit(events.cancelled(job, "Cancelled while running."))
         elif isinstance(exc, ValueError):
             emit(events.failed(job, str(exc)))
+        elif isinstance(exc, RankFailed):  # one rank of a several-GPU job: its first line names rank and cause
+            emit(events.failed(job, OOM_MESSAGE if _is_oom(exc) else str(exc).splitlines()[0]))
         elif _is_oom(exc):
             emit(events.failed(job, OOM_MESSAGE))
         else:
@@ -195,7 +199,8 @@ def hold_worker_lock(path: str) -> None:
 
 
 def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options: dict) -> None:
-    """Worker loop. jobs: (spec json, results dir, work dir) tuples, None to stop. out: event dicts.
+    """Worker loop. jobs: (spec json, results dir, work dir, devices) tuples, None to stop. out: event dicts.
+    A job given several devices (the all-on-one GPU policy) runs as one rank per device (jobs/parallel.py).
 
     Besides job events it sends {"type": "ready"} once models can be served, or {"type": "broken",
     "message"} if the job function cannot even be imported.
@@ -226,13 +231,19 @@ def serve(worker: int, device: str, job_fn: str, jobs, out, cancel_flag, options
         item = jobs.get()
         if item is None:
             return
-        spec_json, out_dir, work_dir = item
+        spec_json, out_dir, work_dir, *held = item
+        devices = list(held[0]) if held and held[0] else [device]
         spec = JobSpec.from_json(spec_json)
+        job = fn
+        if len(devices) > 1:
+            from .parallel import run_on_devices
+
+            job = functools.partial(run_on_devices, job_fn, devices=devices)
 
         def is_cancelled(job=spec.id.encode()) -> bool:
             return cancel_flag.value == job
 
-        run_one(fn, spec, Path(out_dir), worker=worker, device=device, models=models, emit=out.put,
+        run_one(job, spec, Path(out_dir), worker=worker, device=device, models=models, emit=out.put,
                 is_cancelled=is_cancelled, preview=preview, work_dir=work_dir)
 
 
@@ -259,9 +270,11 @@ class _BaseWorker:
     def idle(self) -> bool:
         return self.ready and self.current is None
 
-    def submit(self, spec: JobSpec, out_dir: Path, work_dir: Optional[Path] = None) -> None:
+    def submit(self, spec: JobSpec, out_dir: Path, work_dir: Optional[Path] = None,
+               devices: Optional[list] = None) -> None:
+        """`devices`: every device the job holds when it spreads over several (this worker's is the first)."""
         self.current = spec.id
-        self.jobs.put((spec.to_json(), str(out_dir), str(work_dir or out_dir)))
+        self.jobs.put((spec.to_json(), str(out_dir), str(work_dir or out_dir), list(devices or [])))
 
     def cancel(self, job_id: str) -> bool:
         if self.current != job_id:
