@@ -29,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from genl.settings import CoDenoiseSettings  # noqa: E402
 
 PROMPT = "0-31: a red circle moving right over grass | 32-63: a blue square moving left over sand"
 
@@ -47,12 +48,13 @@ def time_run(pipe, timeline, steps: int, stride: int, per_call: int) -> dict:
     """Seconds (wall, CPU) per denoising step and for decoding, read from the progress callback."""
     marks = []
 
-    def callback(stage, i, total, x0):
-        marks.append((stage, time.perf_counter(), time.process_time()))
+    def callback(event):  # genl.progress's one progress dict
+        marks.append((event["stage"], time.perf_counter(), time.process_time()))
 
     t0, c0 = time.perf_counter(), time.process_time()
     pipe(timeline, num_frames=64, height=128, width=128, num_inference_steps=steps, guidance_scale=7.5,
-         clip_length=16, stride=stride, seed=0, windows_per_call=per_call, callback=callback)
+         codenoise=CoDenoiseSettings(clip_length=16, stride=stride, windows_per_call=per_call), seed=0,
+         callback=callback)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     den = [(w, c) for s, w, c in marks if s == "denoise"]
     steps_w = np.diff([t0] + [w for w, _ in den])

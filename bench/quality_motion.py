@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from genl.demo.world import HOP, TRAVEL, long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402,E501
 from genl.demo.world_parse import parse_frame  # noqa: E402
+from genl.settings import CoDenoiseSettings  # noqa: E402
 from quality import video_metrics  # noqa: E402
 
 MIN_TRAVEL = TRAVEL / 2
@@ -134,8 +135,8 @@ def main(argv=None):
             timeline = long_video_timeline(spec)
             t0 = time.perf_counter()
             out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=steps, guidance_scale=args.guidance, clip_length=16, stride=stride,
-                       weights=args.weights, seed=v)
+                       num_inference_steps=steps, guidance_scale=args.guidance, codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights),
+                       seed=v)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)

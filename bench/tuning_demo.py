@@ -137,11 +137,12 @@ def main() -> None:
     parts = dict(comps)
     tf = LongTuningFreePipeline(**parts)
     result["runs"]["tuning-free generation"], _ = generate(
-        lambda seed: tf(source, num_frames=n, height=128, width=128, num_inference_steps=steps, clip_length=M,
-                        stride=S, seed=seed), "tuning-free generation")
+        lambda seed: tf(source, num_frames=n, height=128, width=128, num_inference_steps=steps, codenoise=CoDenoiseSettings(clip_length=M, stride=S),
+                        seed=seed), "tuning-free generation")
     ed = LongVideoEditPipeline(**parts)
     result["runs"]["tuning-free edit (inversion)"], _ = generate(
-        lambda seed: ed(frames, source, source, num_inference_steps=steps, clip_length=M, stride=S),
+        lambda seed: ed(frames, source, source, num_inference_steps=steps,
+                     codenoise=CoDenoiseSettings(clip_length=M, stride=S)),
         "tuning-free edit (inversion)")
     from genl.attention import reset_attention
 

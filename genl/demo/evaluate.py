@@ -37,6 +37,7 @@ def evaluate(model: str = "demo", pipelines=("animatediff", "tuning_free"), capt
              stride: int = 8, guidance: float = 7.5) -> dict:
     from genl.models import ModelManager
     from genl.timeline import load_timeline
+    from genl.settings import CoDenoiseSettings
 
     manager, report = ModelManager(), {}
     for name in pipelines:
@@ -47,8 +48,8 @@ def evaluate(model: str = "demo", pipelines=("animatediff", "tuning_free"), capt
             segments = two_segment_prompt(seed + i, num_frames)
             prompt = " | ".join(f"{a}-{b}: {text}" for a, b, text in segments)
             frames = pipe(load_timeline(prompt), num_frames=num_frames, height=size, width=size,
-                          num_inference_steps=steps, guidance_scale=guidance, clip_length=clip_length,
-                          stride=stride, seed=seed + i).frames
+                          num_inference_steps=steps, guidance_scale=guidance, codenoise=CoDenoiseSettings(clip_length=clip_length, stride=stride),
+                          seed=seed + i).frames
             for key, hits in frame_scores(np.asarray(frames), segments).items():
                 scores[key] += hits
         report[name] = {k: round(float(np.mean(v)), 3) for k, v in scores.items()}

@@ -67,6 +67,7 @@ def evaluate(controlnet: str, estimator_dir: str, videos: int = 6, num_frames: i
     estimator, against the driving pose, with the pose ControlNet and without any control."""
     from genl.models import ModelManager
     from genl.timeline import load_timeline
+    from genl.settings import CoDenoiseSettings
 
     from .pose_estimator import NOTE, estimate, load_estimator
 
@@ -86,7 +87,7 @@ def evaluate(controlnet: str, estimator_dir: str, videos: int = 6, num_frames: i
         for name, pipe in piped.items():
             kw = {"control_frames": maps, "control_scale": scale} if name == "controlnet" else {}
             out = pipe(load_timeline(figure_caption(spec)), num_frames=num_frames, height=128, width=128,
-                       num_inference_steps=steps, guidance_scale=7.5, clip_length=clip_length, stride=stride,
+                       num_inference_steps=steps, guidance_scale=7.5, codenoise=CoDenoiseSettings(clip_length=clip_length, stride=stride),
                        seed=k, **kw).frames
             errors[name].append(np.linalg.norm(estimate(net, np.asarray(out)) - poses, axis=-1))  # (F, 18)
     seam_mask = np.zeros(num_frames, bool)
