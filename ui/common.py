@@ -181,9 +181,20 @@ def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:
         return strip, f"**Cannot run yet:** {safe(err)}"
     if not est:
         return strip, ""
-    return strip, (f"**Estimate:** about {events.format_seconds(est['seconds'])} on {est.get('device', '?')}, "
-                   f"~{est['memory_gb']} GB of GPU memory; {est.get('windows', '?')} windows, "
-                   f"{est['frame_evals']:,} frame evaluations.")
+    return strip, estimate_text(est)
+
+
+def estimate_text(est: dict) -> str:
+    """The estimate in minutes, saying where its rates come from; GPU memory only on a GPU server."""
+    device = est.get("device", "?")
+    source = ("measured on this server" if est.get("calibrated")
+              else "a first guess: it gets better after the first job of this kind on this server")
+    text = f"**Estimate:** {events.format_minutes(est['seconds'])} on {'the CPU' if device == 'cpu' else device} ({source})"
+    if est.get("inversion_cached"):
+        text += "; this video's inversion is already cached, so that step is skipped"
+    if device != "cpu" and est.get("memory_gb") is not None:
+        text += f"; needs about {est['memory_gb']} GB of GPU memory"
+    return text + f". The video is made in {est.get('windows', '?')} overlapping clips."
 
 
 # ---- a job's live view -----------------------------------------------------------------------------
