@@ -77,8 +77,9 @@ def _open_video(path: PathLike):
     fmt = container.format.name
     if (fmt == "image2" or fmt.endswith("_pipe")) and fmt != "gif_pipe":
         container.close()
-        raise _unreadable(p, "it is a still image, not a video. To use images, "
-                             "pass a folder of frames instead.")
+        raise _unreadable(p, "it is a still image, not a video. Upload a video file (mp4, webm, mov, mkv, avi "
+                             "or gif); to animate photos, join them into a short video or an animated gif "
+                             "first.")
     if not container.streams.video:
         empty = not container.streams
         container.close()
