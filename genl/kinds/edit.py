@@ -8,7 +8,7 @@ from ..conditions.edges import edge_map
 from ..conditions.masks import object_masks
 from ..settings import EditSettings
 from ..timeline import load_timeline
-from .base import JobContext, controlnet_for, demo_notice, load_pipeline, save
+from .base import JobContext, controlnet_for, demo_notice, load_pipeline, save as save_files
 
 Settings = EditSettings
 
@@ -45,6 +45,17 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
                 masks=masks, control_frames=inputs["control_frames"], control_scale=settings.control_scale,
                 cache=cache, cache_id={"video": video_hash(settings.video), "model": settings.model},
                 callback=ctx.progress, is_cancelled=ctx.is_cancelled).frames
+
+
+def save(frames, settings: EditSettings, ctx: JobContext) -> dict:
+    """The usual files, and the source's sound over the edited range (frames / fps seconds from the trim start)."""
+    from ..video_io import mux_audio
+
+    out = save_files(frames, settings, ctx)
+    if mux_audio(out["video"], settings.video, start=float(settings.start or 0),
+                 duration=len(frames) / float(settings.fps) if settings.fps else None):
+        out["notices"] = [*out.get("notices", []), "The source video's sound is kept, trimmed to the edit."]
+    return out
 
 
 __all__ = ["Settings", "prepare", "run", "save"]
