@@ -14,9 +14,9 @@ CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
        # phone width: the timeline stays usable, the strip readable, Jobs keeps its key columns
        "@media (max-width:480px){"
        ".gradio-container{padding:4px!important} "
-       ".genl-strip svg{min-width:100%;height:auto;font-size:14px} "
-       ".genl-strip{overflow-x:auto} "
-       "table th,table td{white-space:normal;word-break:normal;overflow-wrap:anywhere;font-size:13px} "
+       ".genl-strip{overflow-x:auto} .genl-strip svg{min-width:620px;height:auto} "
+       "table td{white-space:normal;overflow-wrap:anywhere;font-size:13px} "
+       "table th{white-space:nowrap;word-break:keep-all;overflow-wrap:normal;font-size:13px} "
        ".genl-jobs table td:nth-child(4),.genl-jobs table th:nth-child(4),"
        ".genl-jobs table td:nth-child(6),.genl-jobs table th:nth-child(6),"
        ".genl-jobs table td:nth-child(8),.genl-jobs table th:nth-child(8){display:none}}")
