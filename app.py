@@ -7,7 +7,19 @@ import signal
 from pathlib import Path
 
 CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
-       ".genl-missing{border-left:4px solid #e67e22;padding-left:8px}")
+       ".genl-missing{border-left:4px solid #e67e22;padding-left:8px} "
+       # results at real size, scaled sharply (the demo model draws 128x128), never stretched blurry
+       ".genl-result video,.genl-job-video video,.genl-preview img{image-rendering:pixelated;"
+       "object-fit:contain;max-height:520px} "
+       # phone width: the timeline stays usable, the strip readable, Jobs keeps its key columns
+       "@media (max-width:480px){"
+       ".gradio-container{padding:4px!important} "
+       ".genl-strip{overflow-x:auto} .genl-strip svg{min-width:620px;height:auto} "
+       "table td{white-space:normal;overflow-wrap:anywhere;font-size:13px} "
+       "table th{white-space:nowrap;word-break:keep-all;overflow-wrap:normal;font-size:13px} "
+       ".genl-jobs table td:nth-child(4),.genl-jobs table th:nth-child(4),"
+       ".genl-jobs table td:nth-child(6),.genl-jobs table th:nth-child(6),"
+       ".genl-jobs table td:nth-child(8),.genl-jobs table th:nth-child(8){display:none}}")
 
 
 def parse_args(argv=None):

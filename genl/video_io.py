@@ -77,8 +77,9 @@ def _open_video(path: PathLike):
     fmt = container.format.name
     if (fmt == "image2" or fmt.endswith("_pipe")) and fmt != "gif_pipe":
         container.close()
-        raise _unreadable(p, "it is a still image, not a video. To use images, "
-                             "pass a folder of frames instead.")
+        raise _unreadable(p, "it is a still image, not a video. Upload a video file (mp4, webm, mov, mkv, avi "
+                             "or gif); to animate photos, join them into a short video or an animated gif "
+                             "first.")
     if not container.streams.video:
         empty = not container.streams
         container.close()
@@ -408,6 +409,72 @@ def write_mp4(frames: np.ndarray, path: PathLike, fps: float = 8, crf: int = 18)
     finally:
         _finish(tmp, dest, ok)
     return dest
+
+
+def has_audio(path: PathLike) -> bool:
+    try:
+        with av.open(str(path)) as c:
+            return bool(c.streams.audio)
+    except (av.FFmpegError, OSError):
+        return False
+
+
+def mux_audio(video: PathLike, source: PathLike, start: float = 0.0, duration: float | None = None) -> bool:
+    """Give the written `video` the sound of `source` from `start` for `duration` seconds (the edited range):
+    the video packets are copied unchanged, the audio is re-encoded to AAC and cut to fit. Returns False (and
+    leaves the file alone) when the source has no audio. An edit keeps the sound people uploaded."""
+    if not has_audio(source):
+        return False
+    dest, tmp = _atomic_target(video, ".mp4")
+    ok = False
+    try:
+        with av.open(str(dest)) as vin, av.open(str(source)) as ain, \
+                av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vs = vin.streams.video[0]
+            length = duration if duration is not None else float(vs.duration * vs.time_base) if vs.duration else None
+            ovs = out.add_stream_from_template(vs)
+            src = ain.streams.audio[0]
+            rate = src.codec_context.sample_rate or 44100
+            oas = out.add_stream("aac", rate=rate)
+            oas.layout = "stereo" if (src.codec_context.layout.nb_channels or 1) > 1 else "mono"
+            for packet in vin.demux(vs):
+                if packet.dts is None:
+                    continue
+                packet.stream = ovs
+                out.mux(packet)
+            resampler = av.AudioResampler(format="fltp", layout=oas.layout.name, rate=rate)
+            end = None if length is None else start + length
+            written = 0
+            if start > 0:
+                ain.seek(int(start / src.time_base), stream=src, backward=True, any_frame=False)
+            for frame in ain.decode(src):
+                if frame.pts is None:
+                    continue
+                t0 = float(frame.pts * src.time_base)
+                t1 = t0 + frame.samples / frame.sample_rate
+                if t1 <= start:
+                    continue
+                if end is not None and t0 >= end:
+                    break
+                for f in resampler.resample(frame):
+                    samples = f.to_ndarray()
+                    a, b = 0, f.samples  # cut the edges of the first/last frame to the exact range
+                    if t0 < start:
+                        a = min(b, int(round((start - t0) * rate)))
+                    if end is not None and t0 + f.samples / rate > end:
+                        b = max(a, int(round((end - t0) * rate)))
+                    if b <= a:
+                        continue
+                    cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, a:b]), format="fltp",
+                                                     layout=oas.layout.name)
+                    cut.sample_rate, cut.pts = rate, written
+                    written += b - a
+                    out.mux(oas.encode(cut))
+            out.mux(oas.encode())
+        ok = True
+    finally:
+        _finish(tmp, dest, ok)
+    return True
 
 
 def write_gif(frames: np.ndarray, path: PathLike, fps: float = 8) -> Path:

@@ -15,6 +15,7 @@ CHROMIUM = os.environ.get("GENL_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ROOT = Path(__file__).resolve().parent.parent
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
@@ -61,6 +62,16 @@ def expect_error(page, pattern: str) -> None:
             close.click()
 
 
+def expect_blocked(page, button, pattern: str) -> None:
+    """The form's note says why it cannot run, and the run button is disabled while it does."""
+    page.locator(".genl-estimate, .genl-strip").filter(has_text=re.compile(pattern, re.I)).first.wait_for()
+    sync_api.expect(button).to_be_disabled()
+
+
+def expect_enabled(button) -> None:
+    sync_api.expect(button).to_be_enabled()
+
+
 def fill_text_form(page, server) -> None:
     """Two timeline rows in frames and a tiny, fast job in the Advanced accordion (idempotent)."""
     page.get_by_role("tab", name="Text → video").click()
@@ -73,8 +84,8 @@ def fill_text_form(page, server) -> None:
     set_cell(page, 1, 2, "a blue square moving right")
     if not page.get_by_label("Length (frames)", exact=True).first.is_visible():
         page.get_by_text("Advanced", exact=True).first.click()
-    for label, value in [("Length (frames)", 16), ("Width", 32), ("Height", 32), ("Clip length M (frames)", 8),
-                         ("Stride S (frames)", 4)]:
+    for label, value in [("Length (frames)", 16), ("Width", 32), ("Height", 32), ("Frames per clip", 8),
+                         ("Clip spacing (frames)", 4)]:
         set_number(page, label, value)
     set_number(page, "number input for Steps", 3)
     model = page.get_by_label("Model", exact=True).first
@@ -115,47 +126,73 @@ def test_text_to_video_in_the_browser(server, page, tmp_path):
     page.locator(".genl-job-video video").first.wait_for(state="visible")
     page.screenshot(path=str(ARTIFACTS / "ui_jobs.png"), full_page=True)
 
+    # the result plays in a loop, scaled sharply (never a blurry stretch of the 32x32 video)
+    assert page.locator(".genl-result video").first.get_attribute("loop") is not None
+    assert page.locator(".genl-result video").first.evaluate("v => getComputedStyle(v).imageRendering") == "pixelated"
+    # no job running: Cancel is not the prominent red button
+    assert "stop" not in (page.locator(".genl-cancel").first.get_attribute("class") or "")
+
+    # phone width: no sideways scrolling, the strip's text readable, Jobs keeps id/kind/status/progress/prompt
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "ui_phone_jobs.png"), full_page=True)
+    hidden = page.locator(".genl-jobs th").evaluate_all("hs => hs.filter(h => getComputedStyle(h).display == 'none').length")
+    assert hidden == 3
+    page.get_by_role("tab", name="Text → video").click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "ui_phone_text.png"), full_page=True)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    print("phone scroll width", width)
+    assert width <= 400
+    page.set_viewport_size({"width": 1300, "height": 1600})
+
 
 def test_bad_inputs_show_errors(server, page, tmp_path):
     fill_text_form(page, server)
     generate = page.get_by_role("button", name="Generate")
-    # a gap in the timeline: shown live under the strip, and as an error on Generate
+    # a gap in the timeline: shown live under the strip, and the run button is disabled meanwhile
     set_cell(page, 1, 0, 10)
     page.locator(".genl-strip .genl-error").filter(has_text="no prompt").first.wait_for()
-    generate.click()
-    expect_error(page, "gap")
+    expect_blocked(page, generate, "gap|no prompt")
     set_cell(page, 1, 0, 8)
+    expect_enabled(generate)
     # an empty prompt
     set_cell(page, 0, 2, " ")
-    generate.click()
-    expect_error(page, "empty")
+    expect_blocked(page, generate, "empty")
     set_cell(page, 0, 2, "a red circle")
-    # a negative length, then one above the server's limit (--max-frames 64)
+    # a negative length, then one above the server's limit (--max-frames 64): the note is web advice
     set_number(page, "Length (frames)", -4)
-    generate.click()
-    expect_error(page, "at least 1 frame")
+    expect_blocked(page, generate, "at least 1 frame")
     set_number(page, "Length (frames)", 100)
-    generate.click()
-    expect_error(page, "limit of 64 frames")
+    expect_blocked(page, generate, "limit of 64 frames")
+    assert "--max-frames" not in page.locator(".genl-estimate").first.inner_text()
     set_number(page, "Length (frames)", 16)
 
     # uploads that are not videos, in the Edit tab
     page.get_by_role("tab", name="Edit a video").click()
-    not_video = tmp_path / "notes.txt"
+    not_video = tmp_path / "notes.mp4"  # named like a video: the box itself accepts only video types
     not_video.write_text("not a video")
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
+    edit = page.get_by_role("button", name="Edit video")
+    expect_blocked(page, edit, "no video given|source prompt is empty")
+    # the box accepts only video types, so the file picker offers no notes or photos
+    assert ".mp4" in (page.locator('.genl-upload input[type="file"]').first.get_attribute("accept") or "")
+    page.get_by_label("Source prompt: what the video shows").first.fill("a red circle")
     upload = page.locator('.genl-upload input[type="file"]').first
     upload.set_input_files(str(not_video))
     page.locator(".genl-video-info").filter(has_text="Cannot use this file").first.wait_for()
     assert "not a video" in page.locator(".genl-video-info").first.inner_text()
-    page.get_by_role("button", name="Edit video").click()
-    expect_error(page, "not a video")
+    sync_api.expect(edit).to_be_disabled()  # no job can start from a file that is not a video
     page.locator('.genl-upload button[aria-label="Clear"]').first.click()
     upload.set_input_files(str(empty))
     page.locator(".genl-video-info").filter(has_text="empty").first.wait_for()
-    page.get_by_role("button", name="Edit video").click()
-    expect_error(page, "file is empty")
+    sync_api.expect(edit).to_be_disabled()
+    # a real video (one of the examples): the timeline is rescaled to it and the button comes back
+    page.locator('.genl-upload button[aria-label="Clear"]').first.click()
+    upload.set_input_files(str(ROOT / "assets" / "examples" / "red_circle_grass.mp4"))
+    page.locator(".genl-video-info").filter(has_text="frames").first.wait_for()
+    expect_enabled(edit)
 
     # the server is still fine
     page.get_by_role("tab", name="Settings / About").click()

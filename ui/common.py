@@ -14,6 +14,7 @@ from genl.validation import check_form
 from . import timeline_rows
 from .strip import render_strip
 
+VIDEO_TYPES = [".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".m4v"]  # what genl/video_io.py reads
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
 DEFAULTS = GenerateSettings()
@@ -30,9 +31,21 @@ def safe(text) -> str:
     return html.escape(str(text), quote=False)
 
 
+# Engine messages written for the command line, said as advice the web page can follow.
+WEB_WORDS = {"Make the video shorter or raise --max-frames.":
+             "Make the video shorter (Advanced → Length, or trim the upload); the server's admin sets the limit."}
+
+
+def web_words(text) -> str:
+    text = str(text)
+    for cli, web in WEB_WORDS.items():
+        text = text.replace(cli, web)
+    return text
+
+
 def user_error(err: Exception) -> gr.Error:
     """A ValueError's message shown as it is (STYLE 12), escaped, without a traceback in the log."""
-    return gr.Error(safe(err), print_exception=False)
+    return gr.Error(safe(web_words(err)), print_exception=False)
 
 
 class Form:
@@ -121,20 +134,24 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                 pipe = gr.Radio(["animatediff", "tuning_free"], value="animatediff", label="Generator",
                                 info="animatediff: a text-to-video model. tuning_free: an image model with "
                                      "cross-frame attention.")
-            seed = gr.Number(DEFAULTS.seed, label="Seed", step=1)
-            randomize = gr.Checkbox(False, label="Randomize seed")
+            seed = gr.Number(DEFAULTS.seed, label="Seed", step=1, elem_classes=["genl-seed"],
+                             info="The same seed and settings give the same video.")
+            dice = gr.Button("🎲", size="sm", scale=0, min_width=48, elem_classes=["genl-dice"])
+            randomize = gr.Checkbox(False, label="New random seed for every run")
         with gr.Row():
             steps = gr.Slider(1, 150, value=DEFAULTS.steps, step=1, label="Steps")
             guidance = gr.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance")
             scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULTS.scheduler, label="Scheduler")
         with gr.Row():
-            clip_length = gr.Number(CN.clip_length, label="Clip length M (frames)", step=1,
-                                    info="Frames the short-video model sees at once.")
-            stride = gr.Number(CN.stride, label="Stride S (frames)", step=1,
-                               info="Shift between clips; S < M makes clips overlap (M/4 is the paper's).")
+            clip_length = gr.Number(CN.clip_length, label="Frames per clip", step=1,
+                                    info="Frames the model draws at once (the paper's clip length M).")
+            stride = gr.Number(CN.stride, label="Clip spacing (frames)", step=1,
+                               info="How far each clip starts after the previous one (the paper's stride S); "
+                                    "less than the clip length makes clips overlap, a quarter of it is the paper's.")
             weights = gr.Dropdown(list(WEIGHT_SCHEMES), value=CN.weights, label="Fusion weights")
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
     model.change(fit_size_to_model, [model, width, height], [width, height], **HIDDEN)
+    dice.click(random_seed, None, seed, **HIDDEN)
     form = Form(num_frames=num_frames, fps=fps, width=width, height=height, model=model, seed=seed,
                 randomize=randomize, steps=steps, guidance=guidance, scheduler=scheduler,
                 clip_length=clip_length, stride=stride, weights=weights, negative_prompt=negative)
@@ -143,6 +160,13 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
     if not with_fps:
         form.components.pop("fps")
     return form
+
+
+def random_seed() -> int:
+    """The 🎲 button: a fresh seed in the box, so the run that follows can be repeated."""
+    import secrets
+
+    return secrets.randbelow(2 ** 31)
 
 
 def pick_default_model(studio) -> str:
@@ -178,12 +202,23 @@ def plan_text(studio, make_settings, values: dict) -> tuple[str, str]:
     try:
         est = studio.estimate(make_settings(values))
     except (TypeError, ValueError) as err:
-        return strip, f"**Cannot run yet:** {safe(err)}"
+        return strip, f"**Cannot run yet:** {safe(web_words(err))}"
     if not est:
         return strip, ""
-    return strip, (f"**Estimate:** about {events.format_seconds(est['seconds'])} on {est.get('device', '?')}, "
-                   f"~{est['memory_gb']} GB of GPU memory; {est.get('windows', '?')} windows, "
-                   f"{est['frame_evals']:,} frame evaluations.")
+    return strip, estimate_text(est)
+
+
+def estimate_text(est: dict) -> str:
+    """The estimate in minutes, saying where its rates come from; GPU memory only on a GPU server."""
+    device = est.get("device", "?")
+    source = ("measured on this server" if est.get("calibrated")
+              else "a first guess: it gets better after the first job of this kind on this server")
+    text = f"**Estimate:** {events.format_minutes(est['seconds'])} on {'the CPU' if device == 'cpu' else device} ({source})"
+    if est.get("inversion_cached"):
+        text += "; this video's inversion is already cached, so that step is skipped"
+    if device != "cpu" and est.get("memory_gb") is not None:
+        text += f"; needs about {est['memory_gb']} GB of GPU memory"
+    return text + f". The video is made in {est.get('windows', '?')} overlapping clips."
 
 
 # ---- a job's live view -----------------------------------------------------------------------------
@@ -192,9 +227,9 @@ def job_view() -> Form:
         job_id = gr.Textbox(label="Job id", interactive=False, scale=1)
         status = gr.HTML(label="Status", value=status_html("", "No job yet."))
     with gr.Row():
-        preview = gr.Image(label="Live preview (x0 of a few frames)", type="filepath", interactive=False,
-                           elem_classes=["genl-preview"])
-        video = gr.Video(label="Result", interactive=False, elem_classes=["genl-result"])
+        preview = gr.Image(label="Live preview: what a few frames look like so far", type="filepath",
+                           interactive=False, elem_classes=["genl-preview"])
+        video = gr.Video(label="Result", interactive=False, elem_classes=["genl-result"], loop=True, autoplay=True)
     files = gr.File(label="Download (video and settings JSON)", file_count="multiple", interactive=False,
                     elem_classes=["genl-files"])
     return Form(job_id=job_id, status=status, preview=preview, video=video, files=files)
@@ -210,10 +245,22 @@ def result_files(outputs: dict) -> list[str]:
     return [outputs[k] for k in ("video", "mask_video", "settings") if outputs.get(k)]
 
 
+def used_seed(studio, job_id: str):
+    """The seed a job ran with (a randomised one is drawn at submit and stored in its settings)."""
+    job = studio.get(job_id)
+    return None if job is None else job.spec.settings.get("seed")
+
+
+def queued_text(job_id: str, position: int) -> str:
+    """What the tab says the moment a job is submitted: its place in the queue and its id."""
+    where = "next to run" if position <= 1 else f"position {position}"
+    return f"Queued, {where} — job {job_id}."
+
+
 def stream_job(studio, job_id: str):
     """Yield (job id, status, preview, video, files) as the job's events arrive, until it ends."""
     preview, fraction, status = None, 0.0, "queued"
-    text = events.describe(events.queued(job_id, max(1, studio.position(job_id))))
+    text = queued_text(job_id, studio.position(job_id))
     yield job_id, status_html(status, text, 0.0), None, None, None
     for batch in studio.watch(job_id):
         if not batch:
@@ -230,7 +277,11 @@ def stream_job(studio, job_id: str):
                 status = "running"
             elif kind == "finished":
                 out = ev["outputs"]
-                yield (job_id, status_html("done", text, 1.0), out.get("preview", preview), out["video"],
+                seed = used_seed(studio, job_id)
+                if seed is not None:
+                    text += f" Seed used: {seed}."
+                video = out["video"] if seed is None else gr.update(value=out["video"], label=f"Result (seed {seed})")
+                yield (job_id, status_html("done", text, 1.0), out.get("preview", preview), video,
                        result_files(out))
                 return
             elif kind == "cancelled":
@@ -267,7 +318,7 @@ def example_videos() -> list[str]:
 
 def video_upload(label: str) -> gr.File:
     """A video upload box, with the bundled example videos to pick from when there are any."""
-    upload = gr.File(label=label, file_count="single", elem_classes=["genl-upload"])
+    upload = gr.File(label=label, file_count="single", elem_classes=["genl-upload"], file_types=VIDEO_TYPES)
     examples = example_videos()
     if examples:
         gr.Examples([[p] for p in examples], inputs=[upload], label="Examples")
@@ -324,15 +375,19 @@ def wire_job(studio, demo, form, make, *, watch: list, strip, estimate, view, ru
         return make(form_values(values))
 
     def plan(**values):
+        """Strip, estimate and the run button, re-checked on every change (examples included): the button
+        is disabled while the note says the form cannot run."""
         try:
             check_form(values)
         except ValueError as err:
-            return "", f"**Cannot run yet:** {safe(err)}"
-        return plan_text(studio, build, values)
+            return "", f"**Cannot run yet:** {safe(web_words(err))}", gr.update(interactive=False)
+        strip_html, note = plan_text(studio, build, values)
+        return strip_html, note, gr.update(interactive=not note.startswith("**Cannot run yet") and
+                                           "genl-error" not in strip_html)
 
     for comp in watch:
-        comp.change(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
-    demo.load(plan, None, [strip, estimate], inputs_kwargs=form.components, **HIDDEN)
+        comp.change(plan, None, [strip, estimate, run], inputs_kwargs=form.components, **HIDDEN)
+    demo.load(plan, None, [strip, estimate, run], inputs_kwargs=form.components, **HIDDEN)
 
     def submit(request: gr.Request, **values):
         try:

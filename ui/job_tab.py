@@ -45,7 +45,7 @@ def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str
         estimate = gr.Markdown(elem_classes=["genl-estimate"])
         with gr.Row():
             run = gr.Button(run_label, variant="primary")
-            cancel = gr.Button("Cancel", variant="stop")
+            cancel = gr.Button("Cancel this job", variant="secondary", elem_classes=["genl-cancel"])
         view = common.job_view()
 
         form = common.Form(rows=tl["rows"], unit=tl["unit"], **src, **more).add(**adv.components)

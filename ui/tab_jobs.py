@@ -62,7 +62,7 @@ def create_demo(studio) -> gr.Blocks:
                              column_widths=["190px", "80px", "90px", "80px", "80px", "170px", "35%", "20%"])
         with gr.Row():
             job_id = gr.Textbox(label="Selected job id", scale=3)
-            cancel = gr.Button("Cancel", variant="stop", scale=1)
+            cancel = gr.Button("Cancel", variant="secondary", scale=1)
             rerun = gr.Button("Re-run with the same settings", scale=1)
             delete = gr.Button("Delete", scale=1)
         with gr.Row():

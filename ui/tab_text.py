@@ -8,8 +8,8 @@ from genl import forms
 from . import common
 from .job_tab import job_tab
 
-INTRO = ("Write what happens when: each row is a prompt for a stretch of the video. Clips of M frames, S apart, "
-         "are denoised together so the whole video stays consistent.")
+INTRO = ("Write what happens when: each row is a prompt for a stretch of the video. The video is drawn as short "
+         "overlapping clips that are made together, so the whole video stays consistent.")
 EXAMPLE_PROMPTS = ["a jeep driving on the beach, sunny day", "a jeep driving on the beach at night"]
 
 

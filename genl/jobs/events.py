@@ -19,7 +19,9 @@ from typing import Optional
 
 TYPES = ("queued", "started", "progress", "preview", "finished", "failed", "cancelled")
 FINAL_TYPES = ("finished", "failed", "cancelled")
-# Rough share of a job's time per stage, to turn (stage, step/total) into one progress fraction.
+# Rough share of a job's time per stage, to turn (stage, step/total) into one progress fraction. Only the
+# worker's first guess: the studio re-weights each progress event by the stages' seconds measured on this
+# machine (genl/jobs/calibration.py), passing them as `weights` to overall_fraction.
 STAGE_SPAN = {"inversion": (0.0, 0.45), "denoise": (0.0, 0.95), "decode": (0.95, 1.0),
               "tune": (0.0, 0.98)}  # one-shot tuning: the rest is writing the weights and the job's files
 EDIT_STAGE_SPAN = {"inversion": (0.0, 0.45), "denoise": (0.45, 0.95), "decode": (0.95, 1.0)}
@@ -69,10 +71,16 @@ def cancelled(job: str, message: str = "Cancelled.") -> dict:
     return _event("cancelled", job, message=str(message))
 
 
-def overall_fraction(kind: str, stage: str, step: int, total: int) -> float:
-    """One 0..1 number for a progress bar from a stage's step/total."""
-    lo, hi = (EDIT_STAGE_SPAN if kind == "edit" else STAGE_SPAN).get(stage, (0.0, 1.0))
+def overall_fraction(kind: str, stage: str, step: int, total: int, weights: Optional[dict] = None) -> float:
+    """One 0..1 number for a progress bar from a stage's step/total. `weights`: expected seconds per stage in
+    run order (stages absent from it are not run); without it, the fixed STAGE_SPAN guesses."""
     inner = min(max(step / total, 0.0), 1.0) if total else 0.0
+    if weights:
+        order = list(weights) + ([] if stage in weights else [stage])
+        w = {s: max(float(weights.get(s, 0.0)), 1e-9) for s in order}
+        before = sum(w[s] for s in order[:order.index(stage)])
+        return (before + w[stage] * inner) / sum(w.values())
+    lo, hi = (EDIT_STAGE_SPAN if kind == "edit" else STAGE_SPAN).get(stage, (0.0, 1.0))
     return lo + (hi - lo) * inner
 
 
@@ -98,6 +106,20 @@ def describe(event: dict) -> str:
     if t in ("failed", "cancelled"):
         return event.get("message", t)
     return str(t)
+
+
+def format_minutes(seconds: Optional[float]) -> str:
+    """An estimate in the words people use: "under a minute", "about 5 minutes", "about 1 h 20 min"."""
+    if seconds is None:
+        return "?"
+    minutes = int(round(max(0.0, seconds) / 60))
+    if seconds < 45:
+        return "under a minute"
+    if minutes <= 1:
+        return "about a minute"
+    if minutes < 60:
+        return f"about {minutes} minutes"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
 def format_seconds(seconds: Optional[float]) -> str:

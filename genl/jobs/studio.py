@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 from . import events
 from .spec import CANCELLED, DONE, FAILED, INTERRUPTED, RUNNING, Job, JobSpec
+from .calibration import Calibration
 from .store import JobStore
 from .gpu_pool import POLICIES, GpuPool
 from .worker import DEFAULT_JOB_FN, ProcessWorker, ThreadWorker, publish
@@ -114,6 +115,7 @@ class Studio:
                                         roots=[str(Path(r).resolve()) for r in model_roots])
         _move_old_database(self.outputs, self.private)
         self.store = JobStore(self.private / "jobs.sqlite")
+        self.calibration = Calibration(self.private / "calibration.json")  # rates measured on this machine
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._queue: list[str] = []
@@ -313,7 +315,8 @@ class Studio:
         settings = self._prepare(settings, keep_upload=False)
         check_numbers(settings)
         settings.validate()
-        return estimate(settings)
+        est = estimate(settings)
+        return self.calibration.estimate(settings, est) if est else est
 
     def preview_masks(self, video, object_prompt: str, model: str = "demo", method: str = "auto", *,
                       fps=None, start: float = 0.0, end=None, size=None, samples: int = 4, masks=None) -> dict:
@@ -567,11 +570,15 @@ class Studio:
             if ev["type"] in events.FINAL_TYPES:
                 self.pool.release(ev.get("job", ""))  # every GPU of the job, whichever way it ended
             if "job" in ev:
-                self._record(ev)
+                self._record(self.calibration.observe(ev, self._settings_of))
             else:
                 self._changed.notify_all()  # ready / broken: wake wait_ready
             if ev["type"] in ("ready",) + events.FINAL_TYPES:
                 self._dispatch()
+
+    def _settings_of(self, job_id: str):
+        job = self.store.get(job_id)
+        return None if job is None else job.spec.to_settings()
 
     def _on_crash(self, worker, job_id: Optional[str], code: Optional[int]) -> None:
         if job_id is not None:

@@ -10,7 +10,7 @@ from ..models import DEMO_NAME
 from ..settings import EditSettings, control_specs
 from ..timeline import load_timeline
 from ..tuning.jobs import prepare_tuned_edit, run_tuned_edit
-from .base import JobContext, demo_notice, load_pipeline, save
+from .base import JobContext, demo_notice, load_pipeline, save as save_files
 from .generate import control_cache_dir
 from .mask_preview import make_masks
 
@@ -56,6 +56,17 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
                                                    ctx.models, demo=ctx.demo_world),
                 cache=cache, cache_id={"video": video_hash(settings.video), "model": settings.model},
                 callback=ctx.progress, is_cancelled=ctx.is_cancelled).frames
+
+
+def save(frames, settings: EditSettings, ctx: JobContext) -> dict:
+    """The usual files, and the source's sound over the edited range (frames / fps seconds from the trim start)."""
+    from ..video_io import mux_audio
+
+    out = save_files(frames, settings, ctx)
+    if settings.video and mux_audio(out["video"], settings.video, start=float(settings.start or 0),
+                 duration=len(frames) / float(settings.fps) if settings.fps else None):
+        out["notices"] = [*out.get("notices", []), "The source video's sound is kept, trimmed to the edit."]
+    return out
 
 
 __all__ = ["Settings", "prepare", "run", "save"]
