@@ -280,7 +280,7 @@ def stream_job(studio, job_id: str):
                 seed = used_seed(studio, job_id)
                 if seed is not None:
                     text += f" Seed used: {seed}."
-                video = out["video"] if seed is None else gr.update(value=out["video"], label=f"Result (seed {seed})")
+                video = out["video"]  # a plain path: API clients get the file (the seed is in the status)
                 yield (job_id, status_html("done", text, 1.0), out.get("preview", preview), video,
                        result_files(out))
                 return
