@@ -14,13 +14,7 @@ from typing import Callable
 import numpy as np
 
 from .pose import check_frames
-
-
-def frames_key(frames: np.ndarray) -> str:
-    """sha256 of the frames' shape and bytes."""
-    h = hashlib.sha256(repr(frames.shape).encode())
-    h.update(np.ascontiguousarray(frames).data)
-    return h.hexdigest()
+from .mask_io import frames_hash  # one content hash of decoded frames for every cache key
 
 
 class ControlCache:
@@ -30,7 +24,7 @@ class ControlCache:
         self.folder = Path(folder)
 
     def path(self, frames: np.ndarray, detector: str, settings: dict) -> Path:
-        key = hashlib.sha256(json.dumps([frames_key(frames), detector, settings], sort_keys=True).encode())
+        key = hashlib.sha256(json.dumps([frames_hash(frames), detector, settings], sort_keys=True).encode())
         return self.folder / f"{detector}-{key.hexdigest()[:24]}.npy"
 
     def maps(self, frames: np.ndarray, detector: str, settings: dict,

@@ -30,8 +30,8 @@ KEEP = 0.5  # weight of the stored rate when a new measurement arrives (the newe
 
 
 def device_family(device: str) -> str:
-    """'cuda:1' and 'cuda' share rates; so do all CPU workers."""
-    return str(device or "cpu").split(":")[0]
+    """'cuda:1' and 'cuda' share rates; so do all CPU workers (however the worker spells its device)."""
+    return str(device or "cpu").split(":")[0].strip().lower()
 
 
 def rate_key(settings, device: str) -> str:

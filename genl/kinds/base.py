@@ -116,3 +116,17 @@ def sample_frames(settings, *, samples: Optional[int] = None) -> tuple[np.ndarra
     count = samples or settings.samples
     picks = sorted({round(i * (len(frames) - 1) / max(1, count - 1)) for i in range(count)})
     return frames[picks], len(frames)
+
+
+def prepare_trimmed_video(settings, ctx: JobContext):
+    """A preview kind's `prepare`: the whole trimmed video, read exactly as the job that follows reads it, so
+    what the preview computes (masks, control maps) is cached under the same key."""
+    from ..video_io import read_video
+
+    settings.validate()
+    frames, _ = read_video(settings.video, fps=settings.fps or None, start=float(settings.start or 0),
+                           end=settings.end or None, max_frames=settings.max_frames, size=settings.size)
+    if len(frames) == 0:
+        raise ValueError("The trimmed part of the video has no frames: check the start and end times.")
+    return settings, {"frames": frames}
+

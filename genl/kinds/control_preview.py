@@ -7,24 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conditions.control_cache import ControlCache, control_maps, frames_key, preview_strip, save_control_video
+from ..conditions.control_cache import ControlCache, control_maps, preview_strip, save_control_video
+from ..conditions.mask_io import frames_hash
 from ..controlnets import ControlSpec
 from ..models import DEMO_NAME
 from ..settings import ControlPreviewSettings
-from .base import JobContext, save_outputs
+from .base import JobContext, prepare_trimmed_video, save_outputs
 
 Settings = ControlPreviewSettings
 
 
-def prepare(settings: ControlPreviewSettings, ctx: JobContext):
-    from ..video_io import read_video
-
-    settings.validate()
-    frames, _ = read_video(settings.video, fps=settings.fps or None, start=float(settings.start or 0),
-                           end=settings.end or None, max_frames=settings.max_frames, size=settings.size)
-    if len(frames) == 0:
-        raise ValueError("The trimmed part of the video has no frames: check the start and end times.")
-    return settings, {"frames": frames}
+prepare = prepare_trimmed_video
 
 
 def run(settings: ControlPreviewSettings, inputs: dict, ctx: JobContext):
@@ -38,7 +31,7 @@ def run(settings: ControlPreviewSettings, inputs: dict, ctx: JobContext):
     idx = np.linspace(0, len(frames) - 1, min(settings.samples, len(frames))).round().astype(int)
     ctx.outputs.update(num_frames=len(frames), note=f"Control maps of all {len(frames)} frames: {note}.",
                        maps=maps, strip=preview_strip(frames, maps, settings.samples),
-                       control_video=str(control_cache_dir(settings, ctx) / f"{settings.type}-{frames_key(frames)[:16]}.mp4"))
+                       control_video=str(control_cache_dir(settings, ctx) / f"{settings.type}-{frames_hash(frames)[:16]}.mp4"))
     return maps[idx]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..conditions.mask_io import write_mask_video
 from ..conditions.masks import ObjectMasks, object_masks, overlay
 from ..settings import MaskPreviewSettings
-from .base import JobContext, save_outputs
+from .base import JobContext, prepare_trimmed_video, save_outputs
 
 Settings = MaskPreviewSettings
 MASK_VIDEO = "masks.mp4"
@@ -30,15 +30,7 @@ def make_masks(frames: np.ndarray, object_prompt: str, settings, ctx: JobContext
     return found
 
 
-def prepare(settings: MaskPreviewSettings, ctx: JobContext):
-    from ..video_io import read_video
-
-    settings.validate()
-    frames, _ = read_video(settings.video, fps=settings.fps or None, start=float(settings.start or 0),
-                           end=settings.end or None, max_frames=settings.max_frames, size=settings.size)
-    if len(frames) == 0:
-        raise ValueError("The trimmed part of the video has no frames: check the start and end times.")
-    return settings, {"frames": frames}
+prepare = prepare_trimmed_video
 
 
 def run(settings: MaskPreviewSettings, inputs: dict, ctx: JobContext):
