@@ -13,7 +13,9 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN python -m pip install --upgrade pip && python -m pip install -r requirements.txt
+RUN python -m pip install --upgrade pip && python -m pip install -r requirements.txt \
+    && python -m pip install --no-deps controlnet-aux==0.0.10
+# (controlnet-aux: the OpenPose body network; its declared deps, timm and torchvision, are not used)
 
 COPY genl ./genl
 COPY ui ./ui
