@@ -34,18 +34,16 @@ _CODENOISE = {
     "windows_per_call": ("Windows per call", True, 1, 4096, True),
     "transition_frames": ("Transition frames", True, 0, LIMIT, True),
 }
+_TRIM = {"start": ("The trim start (s)", False, 0, LIMIT, True),
+         "end": ("The trim end (s)", False, 0, LIMIT, False)}
 _BY_KIND = {
     "generate": {"control_scale": ("The control strength", False, 0, 2, True)},
-    "edit": {"start": ("The trim start (s)", False, 0, LIMIT, True),
-             "end": ("The trim end (s)", False, 0, LIMIT, False),
+    "edit": {**_TRIM,
              "inversion_steps": ("Inversion steps", True, 1, 1000, True),
              "smoothness": ("Smoothness", False, 0, 1000, True),
              "strength": ("The edit strength", False, 0, 1, False),
              "control_scale": ("The control strength", False, 0, 2, True)},
-    "tune": {"start": ("The trim start (s)", False, 0, LIMIT, True),
-             "end": ("The trim end (s)", False, 0, LIMIT, False),
-             "clip_length": ("The clip length M", True, 1, LIMIT, True),
-             "stride": ("The stride S", True, 1, LIMIT, True),
+    "tune": {**_TRIM, "clip_length": _CODENOISE["clip_length"], "stride": _CODENOISE["stride"],  # M, S its own
              "epochs": ("Epochs", True, 1, 100000, True),
              "batch_size": ("The batch size", True, 1, 64, True),
              "learning_rate": ("The learning rate", False, 0, 1, False),

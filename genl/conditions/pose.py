@@ -17,7 +17,6 @@ import math
 import sys
 import types
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genl.demo.world import COLOURS, SHAPES, ClipSpec, clip_states, random_clip, render_states, states_alpha
+from genl.demo.world import COLOURS, SHAPES, clip_states, random_clip, render_states, states_alpha
 
 from .train import add_config_args, start_run
 

@@ -45,19 +45,12 @@ OOM_MESSAGE = ("The GPU ran out of memory. Try fewer frames, a smaller resolutio
                "or fp16 precision.")
 
 
-JobCancelled = Cancelled  # one cancel exception for engine and worker (genl/progress.py); old name kept
-
-
 def import_string(path: str):
     module, _, name = path.partition(":")
     obj = importlib.import_module(module)
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _is_cancel_error(exc: BaseException) -> bool:
-    return isinstance(exc, Cancelled)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -160,7 +153,7 @@ def run_one(fn: Callable, spec: JobSpec, out_dir: Path, *, worker: int, device: 
         outputs["preview_seconds"] = f"{previewer.spent:.2f}"
         emit(events.finished(job, outputs))
     except BaseException as exc:  # noqa: BLE001 - every outcome must be reported, the worker lives on
-        if is_cancelled() or _is_cancel_error(exc):
+        if is_cancelled() or isinstance(exc, Cancelled):
             emit(events.cancelled(job, "Cancelled while running."))
         elif isinstance(exc, ValueError):
             emit(events.failed(job, str(exc)))

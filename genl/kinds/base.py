@@ -43,16 +43,6 @@ def demo_notice(settings) -> list:
     return [f"Made with the {DEMO_NOTICE}."] if settings.model == DEMO_NAME else []
 
 
-def controlnet_for(settings) -> str:
-    """The ControlNet a job with `control` needs: the one named, else the demo's with the demo model."""
-    if not settings.control:
-        return ""
-    controlnet = settings.controlnet or (DEMO_NAME if settings.model == DEMO_NAME else "")
-    if not controlnet:
-        raise ValueError("Edge control needs a ControlNet model: set one (e.g. an SD-1.5 canny ControlNet).")
-    return controlnet
-
-
 def load_pipeline(ctx: JobContext, settings, name: str, controlnet: str = ""):
     """The cached pipeline `name` for the settings' model; the demo model (with a notice) when that model
     cannot load and the job allows the fallback."""

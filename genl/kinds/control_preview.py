@@ -3,7 +3,6 @@ shown as a strip of a few frames over their maps and saved as a control video to
 as a ready control video)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 from typing import Callable, Optional
 
 from ..models import ModelManager

@@ -7,7 +7,6 @@ layer is the identity and the tuned model starts exactly as the image model (Fre
 """
 from __future__ import annotations
 
-import torch
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
