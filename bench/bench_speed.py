@@ -288,6 +288,8 @@ class Bench:
             unet_frames = 2 * clip * measured_clips
         return {"frames": frames, "clip": clip, "stride": stride, "schedule": cfg.schedule, "fusion": cfg.fusion,
                 "compiled": self.args.compile if cfg.compiled else "eager", "windows_per_call": per_call,
+                "channels_last": bool(cfg.compiled and self.args.channels_last),
+                "cudnn_benchmark": torch.backends.cudnn.benchmark,
                 "clips_per_step": round(sum(clips) / len(clips), 2), "steps_measured": steps,
                 "seconds_measured": round(seconds, 2), "seconds_per_step": round(denoise_s / steps, 3),
                 "warmup_s": round(warm_s, 1), "unet_frames_per_s": round(unet_frames / denoise_s, 1),
@@ -419,7 +421,8 @@ def markdown(data: dict) -> str:
              "frame. UNet frames/s counts images through the spatial layers (both CFG halves).", ""]
     base = rows.get("ad_freenoise", {}).get("projected_50_steps_s")
     for model, title in (("ad", "AnimateDiff v1.5"), ("sd", "SD-1.5 tuning-free, bi-directional attention")):
-        names = [c.name for c in CONFIGS if c.model == model and c.name in rows]
+        names = list(dict.fromkeys(n for c in CONFIGS if c.model == model for n in sorted(rows)
+                                   if n == c.name or n.startswith(c.name + "_")))
         if not names:
             continue
         cols = ["config", "schedule", "fusion", "compiled", "frames", "clips/step", "steps run", "s/step",
@@ -436,11 +439,17 @@ def markdown(data: dict) -> str:
                        else "")
             extra = f" (cap {r['memory_cap_gib']} GiB)" if r.get("memory_cap_gib") else ""
             lines.append("| " + " | ".join(str(v) for v in [
-                name + extra, r["schedule"], r["fusion"], r["compiled"], r["frames"], r.get("clips_per_step", ""),
+                name + extra, r["schedule"], r["fusion"], build_of(r), r["frames"], r.get("clips_per_step", ""),
                 r["steps_measured"], r["seconds_per_step"], r["projected_50_steps_s"], speedup,
                 r["unet_frames_per_s"], r["peak_gib"], r["warmup_s"]]) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def build_of(row: dict) -> str:
+    """How the UNet ran: eager or compiled, plus channels-last and cuDNN autotuning where they were on."""
+    return row["compiled"] + ("+channels-last" if row.get("channels_last") else "") + (
+        "+cudnn-benchmark" if row.get("cudnn_benchmark") else "")
 
 
 def main():
@@ -461,6 +470,10 @@ def main():
                     help="compiled shapes: static (one graph per block shape and batch; default), dynamic, or "
                          "PyTorch's automatic choice (auto failed in Inductor on CPU with torch 2.13)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="let cuDNN time its convolution algorithms per shape (static shapes per job)")
+    ap.add_argument("--tag", default="", help="suffix for the result names (e.g. _restart: a second process "
+                                                 "that finds Inductor's on-disk cache)")
     ap.add_argument("--fresh", action="store_true", help="start a new speed.json instead of merging")
     ap.add_argument("--smoke", action="store_true", help="tiny random models on the CPU, to check the script")
     args = ap.parse_args()
@@ -468,6 +481,7 @@ def main():
         args.frames, args.steps = min(args.frames, 40), min(args.steps, 2)
     elif not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU: run on a GPU, or use --smoke to check the script on the CPU.")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     out = Path(args.out)
     data = {"info": {}, "results": {}}
     if (out / "speed.json").exists() and not args.fresh:
@@ -484,8 +498,8 @@ def main():
         row["wall_s"] = round(time.perf_counter() - t0, 1)
         row["gpu"] = data["info"].get("gpu", data["info"].get("cpu"))
         row["date"] = data["info"]["date"]
-        data["results"][cfg.name] = row
-        print(f"[{cfg.name}] " + json.dumps(row), flush=True)
+        data["results"][cfg.name + args.tag] = row
+        print(f"[{cfg.name + args.tag}] " + json.dumps(row), flush=True)
         write(out, data)
         gc.collect()
         if torch.cuda.is_available():

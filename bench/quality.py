@@ -160,6 +160,7 @@ def main():
     rows = [{"config": "rendered ground truth", "M": 16, "S": 16, "weights": "-", "schedule": "-",
              "fusion": "-", "seconds_per_video": 0.0}
             | {k: float(np.nanmean([r[k] for r in truth])) for k in truth[0]}]
+    info = write_results(args, rows)
     for name, m, s, weights, schedule, fusion in configs:
         per_seed, seconds = [], []
         for k in range(args.seeds):
@@ -185,6 +186,11 @@ def main():
         row |= {key + "_spread": float(np.std([r[key] for r in per_seed])) for key in SPREAD}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        info = write_results(args, rows)  # after every row: a run cut short keeps what it measured
+    print(quality_markdown(info, rows, args.seeds > 1))
+
+
+def write_results(args, rows: list[dict]) -> dict:
     info = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__, "pipeline": args.pipeline, "model": args.model, "videos": args.videos,
             "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "size": args.size,
@@ -194,7 +200,7 @@ def main():
     stem = f"quality_{args.pipeline}" + ("" if args.schedule == "classic" else "_" + args.schedule.replace(",", "-"))
     (out / f"{stem}.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     (out / f"{stem}.md").write_text(quality_markdown(info, rows, args.seeds > 1))
-    print(quality_markdown(info, rows, args.seeds > 1))
+    return info
 
 
 def quality_markdown(info: dict, rows: list[dict], spread: bool) -> str:
