@@ -121,8 +121,11 @@ def test_body_hands_face_detector_maps_every_frame():
             assert person["body"].shape == (18, 2)
             for slot in ("left_hand", "right_hand"):
                 assert person[slot] is None or person[slot].shape == (21, 2)
+    found = [p[s] is not None for f in people for p in f for s in ("left_hand", "right_hand", "face")]
+    assert sum(found[0::3]) + sum(found[1::3]) > 0 and sum(found[2::3]) > 0  # the random body net finds some
     maps = det(frames)
     assert maps.shape == frames.shape and maps.dtype == np.uint8
+    assert (maps == [0, 0, 255]).all(-1).any() and (maps == [255, 255, 255]).all(-1).any()  # hand, face discs
     with pytest.raises(ValueError, match="hand network"):
         OpenPose(_TinyBodyNet(), face_model=_TinyFaceNet())
 

@@ -1,0 +1,65 @@
+"""Uploaded ready control videos survive a restart (copied into outputs/private/uploads like the main upload),
+and the settings.json served with a result names files, never the server's private paths."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from conftest_app import SYNTHETIC_JOB
+from genl.jobs import Studio
+from genl.kinds.base import public_settings, save_outputs
+from genl.settings import GenerateSettings
+
+FIGURE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "stick_figure_walks.mp4"
+
+
+def test_uploaded_control_videos_are_kept_across_a_restart(tmp_path):
+    gradio_tmp = tmp_path / "gradio"  # Gradio's temp folder, cleaned at will
+    gradio_tmp.mkdir()
+    pose, depth = gradio_tmp / "pose.mp4", gradio_tmp / "depth.MP4"
+    shutil.copyfile(FIGURE, pose)
+    shutil.copyfile(FIGURE, depth)
+    settings = GenerateSettings(prompt="a red figure walking", num_frames=16, width=64, height=64, steps=2,
+                                pipeline="tuning_free", controls=[{"type": "pose", "video": str(pose)},
+                                                                  {"type": "edges", "video": str(depth)}])
+    outputs = tmp_path / "outputs"
+    studio = Studio(outputs, devices=["cpu"], job_fn=SYNTHETIC_JOB, start=False)
+    try:
+        job = studio.submit(settings)
+    finally:
+        studio.close()
+    shutil.rmtree(gradio_tmp)
+
+    studio = Studio(outputs, devices=["cpu"], job_fn=SYNTHETIC_JOB, start=False)  # a restart
+    try:
+        kept = [c["video"] for c in studio.get(job.id).spec.settings["controls"]]
+        uploads = (outputs / "private" / "uploads").resolve()
+        for path in kept:
+            assert Path(path).is_file() and Path(path).parent == uploads, path
+        assert Path(kept[0]).read_bytes() == FIGURE.read_bytes() and kept[1].endswith(".mp4")
+        assert kept[0] == kept[1]  # content-named: the same video is kept once
+        assert studio.rerun(job.id).spec.settings["controls"][0]["video"] == kept[0]
+    finally:
+        studio.close()
+
+
+def test_served_settings_name_files_not_private_paths(tmp_path):
+    private = "/srv/genl/outputs/private"
+    settings = GenerateSettings(prompt="a red figure walking", num_frames=2, width=16, height=16,
+                                control_video=f"{private}/uploads/abc.mp4",
+                                controls=[{"type": "pose", "video": f"{private}/uploads/pose.mp4"},
+                                          {"type": "depth"}])
+    out = save_outputs(np.zeros((2, 16, 16, 3), np.uint8), settings, tmp_path / "job", save_frames=False)
+    text = Path(out["settings"]).read_text()
+    assert private not in text and "/uploads/" not in text
+    stored = json.loads(text)
+    assert stored["control_video"] == "abc.mp4" and stored["controls"][0]["video"] == "pose.mp4"
+    assert stored["controls"][1].get("video", "") == "" and stored["prompt"] == "a red figure walking"
+    assert settings.controls[0]["video"] == f"{private}/uploads/pose.mp4"  # the job's own settings are untouched
+    meta = public_settings({"kind": "edit", "video": "/x/private/uploads/v.mp4", "masks": {"upload": "/x/m.mp4"},
+                            "cache_dir": "/x/private/cache", "tuned": "/x/private/tunings/t1"})
+    assert (meta["video"], meta["masks"]["upload"], meta["cache_dir"], meta["tuned"]) == ("v.mp4", "m.mp4", "cache",
+                                                                                          "t1")
