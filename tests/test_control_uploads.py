@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest_app import SYNTHETIC_JOB
 from genl.jobs import Studio
 from genl.kinds.base import public_settings, save_outputs
-from genl.settings import GenerateSettings
+from genl.settings import GenerateSettings, control_specs
 
 FIGURE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "stick_figure_walks.mp4"
 
@@ -63,3 +64,38 @@ def test_served_settings_name_files_not_private_paths(tmp_path):
                             "cache_dir": "/x/private/cache", "tuned": "/x/private/tunings/t1"})
     assert (meta["video"], meta["masks"]["upload"], meta["cache_dir"], meta["tuned"]) == ("v.mp4", "m.mp4", "cache",
                                                                                           "t1")
+
+
+def test_three_controls_from_the_tab_each_with_its_schedule_and_at_most_three():
+    from genl import forms
+    from genl.validation import check_numbers
+
+    values = dict(prompt="a red figure walking", control_video=str(FIGURE), fps=8,
+                  num_frames=16, width=64, height=64, model="demo", seed=1, steps=2, guidance=7.5,
+                  clip_length=8, stride=4, scheduler="ddim", weights="flat", negative_prompt="", control_type="pose", detector="openpose_hand", control_scale=1.0,
+                  second_type="depth", second_strength=0.5, second_start=0.2, second_end=0.8,
+                  third_type="edges", third_strength=0.3, third_end=0.5, third_video="/tmp/e.mp4")
+    settings = forms.pose_control_settings(values)
+    got = [(c["type"], c["strength"], c["start"], c["end"], c["detector"]) for c in settings.controls]
+    assert got == [("pose", 1.0, 0.0, 1.0, "openpose_hand"), ("depth", 0.5, 0.2, 0.8, ""),
+                   ("edges", 0.3, 0.0, 0.5, "")]
+    assert settings.controls[2]["video"] == "/tmp/e.mp4"
+    check_numbers(settings)
+    settings.validate()
+    assert [s.type for s in control_specs(settings)] == ["pose", "depth", "edges"]
+    assert len(forms.pose_control_settings(dict(values, third_type="none")).controls) == 2
+
+    settings.controls.append({"type": "pose"})
+    with pytest.raises(ValueError, match="At most 3 controls"):
+        check_numbers(settings)
+    with pytest.raises(ValueError, match="At most 3 controls"):
+        settings.validate()
+    settings.controls = [dict(settings.controls[0], strength=float("nan"))]
+    with pytest.raises(ValueError, match="Control 1's strength must be a finite number"):
+        check_numbers(settings)
+    settings.controls = [dict(settings.controls[0], strength=1.0, end=3)]
+    with pytest.raises(ValueError, match="Control 1's end"):
+        check_numbers(settings)
+    settings.controls = [dict(settings.controls[0], end=1, detector="depth_anything")]
+    with pytest.raises(ValueError, match="Unknown pose detector 'depth_anything'"):
+        settings.validate()
