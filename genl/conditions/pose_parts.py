@@ -16,8 +16,10 @@ does not load against the CPU torch build) it is imported with a placeholder tor
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -152,8 +154,6 @@ def _run(net, inputs: np.ndarray, batch_size: int):
 def hand_peaks(net, crops, *, box: int = HAND_BOX, scales=HAND_SCALES, batch_size: int = 16) -> list[np.ndarray]:
     """Per BGR crop (w, w, 3) uint8, its 21 hand keypoints (21, 2) in the crop's pixels, (0, 0) where not found
     (controlnet_aux's `Hand.__call__`, each scale's network call batched over every crop)."""
-    from scipy.ndimage import gaussian_filter
-
     from .pose import _openpose_modules
 
     util = _openpose_modules()[2]
@@ -161,31 +161,44 @@ def hand_peaks(net, crops, *, box: int = HAND_BOX, scales=HAND_SCALES, batch_siz
         return []
     blurred = [cv2.GaussianBlur(c, (0, 0), 0.8) for c in crops]
     heat = [np.zeros((HAND_GRID, HAND_GRID, 22)) for _ in crops]
-    for scale in (s * box for s in scales):
-        padded = [util.padRightDownCorner(util.smart_resize(b, (scale, scale)), 8, 128) for b in blurred]
-        inputs = np.stack([p for p, _ in padded]).astype(np.float32) / 256 - 0.5
-        out = _run(net, inputs, batch_size).numpy()
-        for k, (p, pad) in enumerate(padded):
-            h = util.smart_resize_k(np.transpose(out[k], (1, 2, 0)), fx=8, fy=8)
-            h = h[:p.shape[0] - pad[2], :p.shape[1] - pad[3], :]
-            heat[k] += util.smart_resize(h, (HAND_GRID, HAND_GRID)) / len(scales)
-    peaks = []
-    for crop, avg in zip(crops, heat):
-        rows, cols = crop.shape[:2]
-        found = []
-        for part in range(HAND_POINTS):
-            map_ori = avg[:, :, part]
-            binary = np.ascontiguousarray(gaussian_filter(map_ori, sigma=3) > 0.05, dtype=np.uint8)
-            if binary.sum() == 0:
-                found.append((0, 0))
-                continue
-            count, labels = cv2.connectedComponents(binary, connectivity=8)
-            best = np.argmax([map_ori[labels == i].sum() for i in range(1, count)]) + 1
-            map_ori = np.where(labels == best, map_ori, 0)
-            y, x = util.npmax(map_ori)
-            found.append((int(float(x) * float(cols) / HAND_GRID), int(float(y) * float(rows) / HAND_GRID)))
-        peaks.append(np.asarray(found, np.float64))
-    return peaks
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:  # OpenCV works outside the GIL
+        for scale in (s * box for s in scales):
+            padded = list(pool.map(lambda b: util.padRightDownCorner(util.smart_resize(b, (scale, scale)), 8, 128),
+                                   blurred))
+            inputs = np.stack([p for p, _ in padded]).astype(np.float32) / 256 - 0.5
+            out = _run(net, inputs, batch_size).numpy()
+
+            def add(k):
+                p, pad = padded[k]
+                h = util.smart_resize_k(np.transpose(out[k], (1, 2, 0)), fx=8, fy=8)
+                h = h[:p.shape[0] - pad[2], :p.shape[1] - pad[3], :]
+                heat[k] += util.smart_resize(h, (HAND_GRID, HAND_GRID)) / len(scales)
+
+            list(pool.map(add, range(len(crops))))
+        return list(pool.map(_hand_search, crops, heat))
+
+
+def _hand_search(crop: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The 21 peaks (crop pixels) of one hand's scale-averaged heatmaps (HAND_GRID, HAND_GRID, 22)."""
+    from scipy.ndimage import gaussian_filter
+
+    from .pose import _openpose_modules
+
+    util = _openpose_modules()[2]
+    rows, cols = crop.shape[:2]
+    found = []
+    for part in range(HAND_POINTS):
+        map_ori = heat[:, :, part]
+        binary = np.ascontiguousarray(gaussian_filter(map_ori, sigma=3) > 0.05, dtype=np.uint8)
+        if binary.sum() == 0:
+            found.append((0, 0))
+            continue
+        count, labels = cv2.connectedComponents(binary, connectivity=8)
+        best = np.argmax([map_ori[labels == i].sum() for i in range(1, count)]) + 1
+        map_ori = np.where(labels == best, map_ori, 0)
+        y, x = util.npmax(map_ori)
+        found.append((int(float(x) * float(cols) / HAND_GRID), int(float(y) * float(rows) / HAND_GRID)))
+    return np.asarray(found, np.float64)
 
 
 def face_peaks(net, crops, *, size: int = FACE_SIZE, batch_size: int = 16) -> list[np.ndarray]:
