@@ -108,6 +108,10 @@ class ControlSpec:
         if self.type not in CONTROL_TYPES:
             raise ValueError(f"Unknown control type '{self.type}'. Choose one of: {', '.join(CONTROL_TYPES)}.")
         check_schedule(self.type, self.strength, self.start, self.end)
+        if self.detector:
+            from .conditions.control_cache import check_detector
+
+            check_detector(self.type, self.detector)
         return self
 
 

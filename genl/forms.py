@@ -113,6 +113,8 @@ def edge_control_settings(values: dict) -> GenerateSettings:
 FIRST_CONTROL = dict(type="control_type", model="controlnet", strength="control_scale", start="control_start",
                      end="control_end", video="control_maps", detector="detector")
 SECOND_CONTROL = {k: "second_" + k for k in FIRST_CONTROL}
+THIRD_CONTROL = {k: "third_" + k for k in FIRST_CONTROL}
+MORE_CONTROLS = (SECOND_CONTROL, THIRD_CONTROL)  # the tab's optional rows, each used when its type is set
 
 
 def control_spec(values: dict, names: dict = FIRST_CONTROL) -> dict:
@@ -130,10 +132,9 @@ def control_spec(values: dict, names: dict = FIRST_CONTROL) -> dict:
 
 def pose_control_settings(values: dict) -> GenerateSettings:
     """Text -> video following the pose / edges / depth of values['control_video'] (or ready control videos),
-    with an optional second control (values prefixed 'second_', used when values['second_type'] is set)."""
-    controls = [control_spec(values)]
-    if values.get("second_type") not in (None, "", "none"):
-        controls.append(control_spec(values, SECOND_CONTROL))
+    with up to two more controls (values prefixed 'second_' / 'third_', each used when its type is set)."""
+    controls = [control_spec(values)] + [control_spec(values, names) for names in MORE_CONTROLS
+                                         if values.get(names["type"]) not in (None, "", "none")]
     if not values.get("control_video") and any(not c["video"] for c in controls):
         raise ValueError("No reference video given: upload the video whose pose, edges or depth to follow "
                          "(or a ready control video).")

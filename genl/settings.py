@@ -232,6 +232,11 @@ def control_specs(settings) -> list:
         specs.append(c)
     if settings.control:
         specs.append(ControlSpec(type="edges", model=settings.controlnet, strength=settings.control_scale))
+    from .validation import MAX_CONTROLS
+
+    if len(specs) > MAX_CONTROLS:
+        raise ValueError(f"At most {MAX_CONTROLS} controls can steer one video (e.g. pose + depth + edges); "
+                         f"got {len(specs)}.")
     for spec in specs:
         spec.validate()
         if spec.strength > 2.0:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; beyond that "Overflow when unpacking long long"
+MAX_CONTROLS = 3  # ControlNets at once (pose + depth + edges): each adds a ControlNet pass per UNet call
 LIMIT = 10**6  # a bound for values that have no natural one (seconds, frames), far above any real job
 
 # (label for people, whole number?, low, high, low included?) per settings field; None = optional.
@@ -105,11 +106,34 @@ def check_numbers(settings) -> None:
     if hasattr(settings, "codenoise"):  # previews have no windows; a tune job has M and S as its own fields
         _check_fields(settings.codenoise, _CODENOISE)
     _check_fields(settings, _BY_KIND.get(getattr(settings, "kind", ""), {}))
+    check_controls(getattr(settings, "controls", None))
     motion = getattr(settings, "motion", None)
     if motion is not None:
         if not isinstance(motion, (list, tuple)) or len(motion) != 2:
             raise ValueError("Motion must be two numbers (dx, dy).")
         settings.motion = tuple(number(v, "Motion", False, -64, 64) for v in motion)
+
+
+def check_controls(controls) -> None:
+    """At most MAX_CONTROLS controls, each with a finite strength in 0..2 and start/end in 0..1 (the controls
+    stay dicts or ControlSpecs; their numbers become floats)."""
+    if not controls:
+        return
+    if not isinstance(controls, (list, tuple)):
+        raise ValueError("`controls` must be a list of controls (type, model, strength, start, end, video).")
+    if len(controls) > MAX_CONTROLS:
+        raise ValueError(f"At most {MAX_CONTROLS} controls can steer one video (e.g. pose + depth + edges); "
+                         f"got {len(controls)}.")
+    for i, control in enumerate(controls, 1):
+        for key, label, high in (("strength", "strength", 2), ("start", "start", 1), ("end", "end", 1)):
+            value = control.get(key) if isinstance(control, dict) else getattr(control, key, None)
+            if value is None:
+                continue
+            value = number(value, f"Control {i}'s {label}", False, 0, high)
+            if isinstance(control, dict):
+                control[key] = float(value)
+            else:
+                setattr(control, key, float(value))
 
 
 def check_form(values: dict) -> None:

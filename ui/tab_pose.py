@@ -1,5 +1,5 @@
 """Tab 4: pose / edge control: a long video from a prompt timeline that follows a reference video's pose,
-edges or depth, through one or two ControlNets at once (e.g. pose + depth), each with its strength and the
+edges or depth, through up to three ControlNets at once (e.g. pose + depth + edges), each with its strength and the
 part of the schedule it acts in. Maps are extracted in the worker (cached), previewed as a strip of frames
 over their maps and downloadable; a ready control video can be uploaded instead.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from genl import forms
+from genl.conditions.control_cache import DETECTOR_LABELS
 from genl.controlnets import CONTROL_TYPES
 
 from . import common
@@ -41,16 +42,21 @@ def source():
             dict(info=info, preview=preview_btn, strip=strip, download=download, note=note))
 
 
-def _control_row(label: str, first: bool) -> dict:
+# "" = the type's default; pose offers OpenPose body, body + hands, body + hands + face
+DETECTOR_CHOICES = [("default for the type", "")] + [(label, name) for name, label in DETECTOR_LABELS.items()]
+
+
+def _control_row(label: str, names: dict) -> dict:
+    first = names is forms.FIRST_CONTROL
     with gr.Row():
         kind = None if first else gr.Dropdown(["none", *CONTROL_TYPES], value="none", label=label)
+        detector = gr.Dropdown(DETECTOR_CHOICES, value="", label="Detector (pose: body, + hands, + face)")
         model = gr.Textbox("", label="ControlNet", placeholder="empty: the type's default (the demo's with the demo model)")
         strength = gr.Slider(0, 2, value=1.0, step=0.05, label="Strength")
         start = gr.Slider(0, 1, value=0.0, step=0.05, label="Start (fraction of steps)")
         end = gr.Slider(0, 1, value=1.0, step=0.05, label="End (fraction of steps)")
         maps = gr.File(label="Ready control video (optional)", file_types=["video"], type="filepath")
-    names = forms.FIRST_CONTROL if first else forms.SECOND_CONTROL
-    parts = dict(model=model, strength=strength, start=start, end=end, video=maps)
+    parts = dict(model=model, strength=strength, start=start, end=end, video=maps, detector=detector)
     if kind is not None:
         parts["type"] = kind
     return {names[k]: v for k, v in parts.items()}
@@ -58,9 +64,10 @@ def _control_row(label: str, first: bool) -> dict:
 
 def extras():
     with gr.Accordion("Control settings", open=True):
-        first = _control_row("Control", True)
-        second = _control_row("Second control (e.g. depth with pose)", False)
-    return {**first, **second}
+        first = _control_row("Control", forms.FIRST_CONTROL)
+        second = _control_row("Second control (e.g. depth with pose)", forms.SECOND_CONTROL)
+        third = _control_row("Third control (e.g. edges with pose and depth)", forms.THIRD_CONTROL)
+    return {**first, **second, **third}
 
 
 def make(values):
@@ -71,9 +78,9 @@ def make(values):
 def create_demo(studio) -> gr.Blocks:
     demo_default = common.pick_default_model(studio) == common.DEMO
 
-    def preview(path, kind, model, f, w, h):
+    def preview(path, kind, detector, model, f, w, h):
         try:
-            got = studio.preview_controls(path, kind, model or "demo", fps=f or None,
+            got = studio.preview_controls(path, kind, model or "demo", detector=detector or "", fps=f or None,
                                           size=(int(w), int(h)) if w and h else None)
         except ValueError as err:
             raise common.user_error(err)
@@ -82,8 +89,8 @@ def create_demo(studio) -> gr.Blocks:
     def wire(parts):
         form, adv, w = parts.form, parts.advanced, parts.widgets
         wire_upload_inspection(studio, parts, form["control_video"])
-        w["preview"].click(preview, [form["control_video"], form["control_type"], adv["model"], form["fps"],
-                                     adv["width"], adv["height"]],
+        w["preview"].click(preview, [form["control_video"], form["control_type"], form["detector"], adv["model"],
+                                     form["fps"], adv["width"], adv["height"]],
                            [w["strip"], w["download"], w["note"]], api_name="control_preview")
 
     return job_tab(studio, intro=INTRO, make=make, api_name="edge_control",

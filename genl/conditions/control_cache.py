@@ -86,10 +86,13 @@ def save_control_video(maps: np.ndarray, path, fps: float = 8) -> Path:
 
 # ---------------------------------------------------------------- detectors by name
 
-DETECTORS = {"edges": ("canny",), "pose": ("openpose", "demo_estimator"), "depth": ("depth_anything",)}
+DETECTORS = {"edges": ("canny",), "pose": ("openpose", "openpose_hand", "openpose_full", "demo_estimator"),
+             "depth": ("depth_anything",)}
 DETECTOR_LABELS = {
     "canny": "Canny edges (OpenCV)",
     "openpose": "OpenPose body (controlnet-aux, lllyasviel/Annotators)",
+    "openpose_hand": "OpenPose body + hands (controlnet-aux, lllyasviel/Annotators)",
+    "openpose_full": "OpenPose body + hands + face (controlnet-aux, lllyasviel/Annotators)",
     "demo_estimator": "the demo world's tiny pose estimator (trained on stick figures only; a stand-in for OpenPose)",
     "depth_anything": "Depth Anything V2 Small (transformers)",
 }
@@ -114,10 +117,10 @@ def load_detector(detector: str, device: str = "cpu") -> Callable[[np.ndarray], 
         from .edges import edge_map
 
         return edge_map
-    if detector == "openpose":
+    if detector in ("openpose", "openpose_hand", "openpose_full"):
         from .pose import OpenPose
 
-        return OpenPose.load(device=device)
+        return OpenPose.load(device=device, mode=detector)
     if detector == "depth_anything":
         from .depth import DepthAnything
 

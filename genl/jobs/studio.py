@@ -468,6 +468,12 @@ class Studio:
             settings.tuned = str(self.tunings_dir / Path(settings.tuned).name)
         if getattr(settings, "control_video", "") and keep_upload:
             settings.control_video = self._keep_upload(settings.control_video)
+        for control in (getattr(settings, "controls", None) or ()) if keep_upload else ():
+            # a ready pose/depth/edge video the user uploaded: kept like the main upload
+            if isinstance(control, dict) and control.get("video"):
+                control["video"] = self._keep_upload(control["video"])
+            elif getattr(control, "video", ""):
+                control.video = self._keep_upload(control.video)
         return settings
 
     def _keep_upload(self, path: str) -> str:

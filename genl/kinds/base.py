@@ -69,7 +69,7 @@ def save_outputs(frames: np.ndarray, settings, out_dir: Path, *, notices=(), sav
     out_dir.mkdir(parents=True, exist_ok=True)
     check_cancel(is_cancelled)
     video = write_mp4(frames, out_dir / "video.mp4", fps=fps or settings.fps)
-    meta = settings.to_dict()
+    meta = public_settings(settings.to_dict())
     meta["notices"] = list(notices)
     settings_path = out_dir / "settings.json"
     tmp = settings_path.with_suffix(".tmp")
@@ -85,6 +85,28 @@ def save_outputs(frames: np.ndarray, settings, out_dir: Path, *, notices=(), sav
     return {"video": str(video), "settings": str(settings_path), "thumbnail": str(thumb),
             "frames_dir": str(frames_dir) if frames_dir else None, "notices": list(notices),
             "num_frames": int(len(frames))}
+
+
+PATH_SETTINGS = ("video", "control_video", "cache_dir", "store_dir", "tuned")  # plus masks.upload, controls[].video
+
+
+def public_settings(meta: dict) -> dict:
+    """Settings as written into the served results folder: each file or folder setting reduced to its name, so
+    settings.json does not show where the server keeps uploads, caches and tunings (the job store keeps the
+    full settings for re-runs)."""
+    def name(path):
+        return Path(str(path)).name if path else path
+
+    meta = json.loads(json.dumps(meta, default=str))
+    for key in PATH_SETTINGS:
+        if meta.get(key):
+            meta[key] = name(meta[key])
+    if isinstance(meta.get("masks"), dict) and meta["masks"].get("upload"):
+        meta["masks"]["upload"] = name(meta["masks"]["upload"])
+    for control in meta.get("controls") or ():
+        if isinstance(control, dict) and control.get("video"):
+            control["video"] = name(control["video"])
+    return meta
 
 
 def save(frames: np.ndarray, settings, ctx: JobContext) -> dict:
