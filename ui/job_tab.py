@@ -26,6 +26,7 @@ class TabParts:
     timeline: common.Form
     advanced: common.Form
     widgets: common.Form
+    view: Optional[common.Form] = None  # the job view (status, preview, result), e.g. for examples' results
 
 
 def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str, run_label: str, prompts,
@@ -51,7 +52,7 @@ def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str
         form = common.Form(rows=tl["rows"], unit=tl["unit"], **src, **more).add(**adv.components)
         common.wire_timeline(tl, form["fps"], adv["num_frames"])
         if wire is not None:
-            wire(TabParts(form, tl, adv, common.Form(**widgets)))
+            wire(TabParts(form, tl, adv, common.Form(**widgets), view))
         common.wire_job(studio, demo, form, make, watch=form.inputs, strip=tl["strip"], estimate=estimate,
                         view=view, run=run, cancel_button=cancel, api_name=api_name)
     return demo

@@ -6,6 +6,7 @@ import gradio as gr
 from genl import forms
 
 from . import common
+from .examples import add_examples
 from .job_tab import job_tab, wire_upload_inspection
 
 INTRO = ("Upload a video, say what it shows (source prompt) and what it should become over time (target "
@@ -39,6 +40,7 @@ def create_demo(studio) -> gr.Blocks:
     def wire(parts):
         wire_upload_inspection(studio, parts, parts.form["video"], start=parts.form["start"],
                                end=parts.form["end"], samples=parts.widgets["samples"])
+        add_examples("edit", parts.form, parts.view)
 
     prompts = common.default_prompts(studio, ["a robot surfing a wave", "a robot surfing a wave at sunset"])
     return job_tab(studio, intro=INTRO, make=make, api_name="edit", run_label="Edit video", prompts=prompts,

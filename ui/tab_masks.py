@@ -13,6 +13,7 @@ from genl import forms
 from genl.conditions.mask_settings import INSTANCES, METHODS, MaskSettings
 
 from . import common
+from .examples import add_examples
 from .job_tab import job_tab, wire_upload_inspection
 
 INTRO = ("Name an object (\"the red circle\"), check its masks on a few frames, then say what it should become. "
@@ -118,6 +119,7 @@ def create_demo(studio) -> gr.Blocks:
         w["preview"].click(preview, [form["video"], *(form[k] for k in MASK_KEYS), adv["model"], form["start"],
                                      form["end"], form["fps"], adv["width"], adv["height"]],
                            [w["frames"], w["note"], w["download"]], api_name="mask_preview")
+        add_examples("masks", form, parts.view)
 
     return job_tab(studio, intro=INTRO, make=make, api_name="edit_anything", run_label="Edit inside the masks",
                    prompts=DEMO_TARGETS if demo_default else REAL_TARGETS,

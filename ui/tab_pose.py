@@ -12,6 +12,7 @@ from genl.conditions.control_cache import DETECTOR_LABELS
 from genl.controlnets import CONTROL_TYPES
 
 from . import common
+from .examples import add_examples
 from .job_tab import job_tab, wire_upload_inspection
 
 INTRO = ("Upload a reference video: the new video follows its **pose** (OpenPose skeletons), **edges** (Canny) "
@@ -92,6 +93,7 @@ def create_demo(studio) -> gr.Blocks:
         w["preview"].click(preview, [form["control_video"], form["control_type"], form["detector"], adv["model"],
                                      form["fps"], adv["width"], adv["height"]],
                            [w["strip"], w["download"], w["note"]], api_name="control_preview")
+        add_examples("pose", form, parts.view)
 
     return job_tab(studio, intro=INTRO, make=make, api_name="edge_control",
                    run_label="Generate following the control", prompts=DEMO_TARGETS if demo_default else REAL_TARGETS,
