@@ -356,6 +356,11 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     n = got["num_frames"]
     text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the job uses "
             f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
+    try:  # rows that already cover this length stay (a job's settings loaded with its video, say)
+        timeline_rows.rows_to_timeline(rows, unit, got["fps"], n)
+        return text, got["samples"], n, w, h, gr.update()
+    except ValueError:
+        pass
     prompts = ([r[2] for r in timeline_rows.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
     return text, got["samples"], n, w, h, timeline_rows.default_rows(unit, got["fps"], n, prompts)
 

@@ -54,6 +54,8 @@ def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str
             wire(TabParts(form, tl, adv, common.Form(**widgets)))
         common.wire_job(studio, demo, form, make, watch=form.inputs, strip=tl["strip"], estimate=estimate,
                         view=view, run=run, cancel_button=cancel, api_name=api_name)
+    # what the Jobs tab fills from a job's settings (ui/job_values.py names them as forms.py reads them)
+    demo.loadable = common.Form(**form.components, prev_unit=tl["prev_unit"])
     return demo
 
 
