@@ -6,6 +6,24 @@ import os
 import signal
 from pathlib import Path
 
+def _jobs_columns(columns, rule: str) -> str:
+    """A rule for Jobs table columns (0-based): header cells, the header table's hidden sizing row, and body
+    cells (divs named cell-<row>-<column>)."""
+    return ",".join(f'.genl-jobs th[data-testid="header-{c}"],.genl-jobs table td:nth-child({c + 1}),'
+                    f'.genl-jobs [data-testid^="cell-"][data-testid$="-{c}"]' for c in columns) + "{" + rule + "}"
+
+
+def _width(px: int) -> str:
+    return f"width:{px}px!important;min-width:{px}px!important;max-width:{px}px!important;flex:0 0 {px}px!important"
+
+
+# Phone width: Jobs shows status, result (thumbnail), created and prompt (ui/tab_jobs.py HEADERS, PHONE_HIDDEN);
+# the other columns are hidden and the shown ones narrowed (Gradio sets desktop widths inline), no side-scroll.
+JOBS_PHONE_CSS = (_jobs_columns((0, 1, 4, 5, 8), "display:none") + _jobs_columns((2,), _width(62))
+                  + _jobs_columns((3,), _width(70)) + _jobs_columns((6,), _width(82))
+                  + _jobs_columns((7,), "width:auto!important;min-width:0!important;max-width:none!important;"
+                                        "flex:1 1 auto!important")
+                  + ".genl-jobs table.header-table{width:100%!important}")
 CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
        ".genl-missing{border-left:4px solid #e67e22;padding-left:8px} "
        # results at real size, scaled sharply (the demo model draws 128x128), never stretched blurry
@@ -17,9 +35,7 @@ CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
        ".genl-strip{overflow-x:auto} .genl-strip svg{min-width:620px;height:auto} "
        "table td{white-space:normal;overflow-wrap:anywhere;font-size:13px} "
        "table th{white-space:nowrap;word-break:keep-all;overflow-wrap:normal;font-size:13px} "
-       # ui/tab_jobs.py PHONE_HIDDEN: id, kind, position, progress, message (columns 1, 2, 5, 6, 9)
-       + ",".join(f".genl-jobs table td:nth-child({i}),.genl-jobs table th:nth-child({i})" for i in (1, 2, 5, 6, 9))
-       + "{display:none}}")
+       + JOBS_PHONE_CSS + "}")
 
 
 def parse_args(argv=None):

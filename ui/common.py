@@ -337,9 +337,10 @@ def trimmed_video_input(label: str):
     return upload, start, end, fps, info
 
 
-def inspect_upload(studio, path, start, end, fps, model, rows, unit):
+def inspect_upload(studio, path, start, end, fps, model, rows, unit, size=None):
     """On upload or trim: check the file, count frames, show samples, size the output, and spread the
-    timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows)."""
+    timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows).
+    size: the current (width, height), kept with rows that already fit."""
     from genl.video_io import fit_size
 
     keep = (gr.update(),) * 4
@@ -356,8 +357,10 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     n = got["num_frames"]
     text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the job uses "
             f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
-    try:  # rows that already cover this length stay (a job's settings loaded with its video, say)
-        timeline_rows.rows_to_timeline(rows, unit, got["fps"], n)
+    try:  # rows that already cover this length stay (a job's settings loaded with its video, say), and so
+        timeline_rows.rows_to_timeline(rows, unit, got["fps"], n)  # does a chosen size of the video's shape
+        if size and all(size) and abs(size[0] * h - size[1] * w) <= 8 * max(w, h):
+            w, h = int(size[0]), int(size[1])
         return text, got["samples"], n, w, h, gr.update()
     except ValueError:
         pass

@@ -126,7 +126,7 @@ def create_demo(studio, tabs=None, targets=None) -> gr.Blocks:
                              datatype=["str", "str", "str", "html", "str", "str", "str", "str", "str"],
                              interactive=False, wrap=True,
                              label="Jobs (newest first); click a row to select it", elem_classes=["genl-jobs"],
-                             column_widths=["190px", "80px", "90px", "64px", "80px", "80px", "130px", "30%", "20%"])
+                             column_widths=["190px", "80px", "90px", "72px", "80px", "80px", "130px", "30%", "20%"])
         with gr.Row():
             job_id = gr.Textbox(label="Selected job id", scale=3)
             cancel = gr.Button("Cancel", variant="secondary", scale=1)
@@ -198,7 +198,7 @@ def create_demo(studio, tabs=None, targets=None) -> gr.Blocks:
                       api_name="unshare", **ui)
 
         def load_into_tab(selected, request: gr.Request):
-            """Switch to the job's tab and fill every field of it from the job's settings."""
+            """Switch to the job's tab and fill its fields from the job's settings, all but the uploads."""
             try:
                 tab, values, notes = load_values(studio, selected, user_of(request))
                 if tab not in targets:
@@ -208,7 +208,8 @@ def create_demo(studio, tabs=None, targets=None) -> gr.Blocks:
             title, form = targets[tab]
             if "prev_unit" in form.components:  # the unit switch must not convert the loaded rows again
                 values["prev_unit"] = values.get("unit")
-            out = {form[name]: value for name, value in values.items() if name in form.components}
+            out = {form[name]: value for name, value in values.items()
+                   if name in form.components and name not in FILE_FIELDS}
             text = f"Loaded the settings of job {selected} into the '{title}' tab."
             if notes:
                 gr.Warning(common.safe(" ".join([text, *notes])))
@@ -216,7 +217,17 @@ def create_demo(studio, tabs=None, targets=None) -> gr.Blocks:
                 gr.Info(common.safe(text))
             return {**out, tabs: gr.Tabs(selected=tab)} if tabs is not None else out
 
-        load_outputs = [c for _, form in targets.values() for c in form.inputs] + ([tabs] if tabs else [])
+        def load_uploads(selected, request: gr.Request):
+            """Then the uploads: the tab inspects a new upload against the rows, which are in place by now
+            (and, fitting the video, stay)."""
+            tab, values, _ = load_values(studio, selected, user_of(request))
+            form = targets[tab][1]
+            return {form[name]: values.get(name) for name in FILE_FIELDS if name in form.components}
+
         if targets:
-            load.click(load_into_tab, [job_id], load_outputs, **hidden)
+            fields = [c for _, form in targets.values() for name, c in form.components.items()
+                      if name not in FILE_FIELDS]
+            uploads = [form[name] for _, form in targets.values() for name in FILE_FIELDS if name in form.components]
+            load.click(load_into_tab, [job_id], fields + ([tabs] if tabs is not None else []), **hidden).success(
+                load_uploads, [job_id], uploads, **hidden)
     return demo
