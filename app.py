@@ -6,11 +6,15 @@ import os
 import signal
 from pathlib import Path
 
+def _columns(table: str, columns, rule: str) -> str:
+    """A rule for columns (0-based) of the Dataframe with class `table`: header cells, the header table's
+    hidden sizing row, and body cells (divs named cell-<row>-<column>)."""
+    return ",".join(f'.{table} th[data-testid="header-{c}"],.{table} table td:nth-child({c + 1}),'
+                    f'.{table} [data-testid^="cell-"][data-testid$="-{c}"]' for c in columns) + "{" + rule + "}"
+
+
 def _jobs_columns(columns, rule: str) -> str:
-    """A rule for Jobs table columns (0-based): header cells, the header table's hidden sizing row, and body
-    cells (divs named cell-<row>-<column>)."""
-    return ",".join(f'.genl-jobs th[data-testid="header-{c}"],.genl-jobs table td:nth-child({c + 1}),'
-                    f'.genl-jobs [data-testid^="cell-"][data-testid$="-{c}"]' for c in columns) + "{" + rule + "}"
+    return _columns("genl-jobs", columns, rule)
 
 
 def _width(px: int) -> str:
@@ -24,6 +28,12 @@ JOBS_PHONE_CSS = (_jobs_columns((0, 1, 4, 5, 8), "display:none") + _jobs_columns
                   + _jobs_columns((7,), "width:auto!important;min-width:0!important;max-width:none!important;"
                                         "flex:1 1 auto!important")
                   + ".genl-jobs table.header-table{width:100%!important}")
+# Phone width: the timeline's from/to columns stay narrow and their headers on one line; prompts get the rest.
+TIMELINE_PHONE_CSS = (_columns("genl-timeline", (0, 1), _width(48)) + _columns("genl-timeline", (3,), _width(86))
+                      + _columns("genl-timeline", (2,), "width:auto!important;min-width:0!important;"
+                                 "max-width:none!important;flex:1 1 auto!important")
+                      + ".genl-timeline th span{white-space:nowrap!important;overflow-wrap:normal!important;"
+                      "word-break:keep-all!important} .genl-timeline table.header-table{width:100%!important}")
 CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
        ".genl-missing{border-left:4px solid #e67e22;padding-left:8px} "
        # results at real size, scaled sharply (the demo model draws 128x128), never stretched blurry
@@ -35,7 +45,7 @@ CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
        ".genl-strip{overflow-x:auto} .genl-strip svg{min-width:620px;height:auto} "
        "table td{white-space:normal;overflow-wrap:anywhere;font-size:13px} "
        "table th{white-space:nowrap;word-break:keep-all;overflow-wrap:normal;font-size:13px} "
-       + JOBS_PHONE_CSS + "}")
+       + JOBS_PHONE_CSS + TIMELINE_PHONE_CSS + "}")
 
 
 def parse_args(argv=None):

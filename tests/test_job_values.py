@@ -106,6 +106,14 @@ def test_keyframes_and_text_timelines():
     assert json.loads(timeline_prompt(rows, FRAMES, 8))["segments"][0]["end"] == 15
 
 
+def test_settings_without_a_field_are_named():
+    settings = forms.generate_settings(common.form_values(base_values()))
+    settings.codenoise.schedule, settings.motion = "shifted", (1.0, 0.0)
+    tab, loaded, notes = job_values.job_values(settings.to_dict())
+    assert tab == job_values.TEXT and len(notes) == 1
+    assert "codenoise.schedule" in notes[0] and "motion" in notes[0] and "seed" not in notes[0]
+
+
 def test_previews_have_no_tab():
     with pytest.raises(ValueError, match="no settings to load"):
         job_values.tab_for({"kind": "mask_preview"})

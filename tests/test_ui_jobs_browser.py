@@ -19,7 +19,8 @@ CHROMIUM = os.environ.get("GENL_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# GENL_SCREENSHOTS=docs/screenshots refreshes the README's Jobs screenshots; by default they stay test artifacts
+SCREENSHOTS = Path(os.environ.get("GENL_SCREENSHOTS", Path(__file__).resolve().parent / "artifacts"))
 VIDEO = ROOT / "assets" / "examples" / "red_circle_grass.mp4"
 
 if not Path(CHROMIUM).exists():
@@ -220,4 +221,14 @@ def test_jobs_at_phone_width(app, page):
                              "'.virtual-table-viewport'].flatMap(s => { const e = document.querySelector("
                              "'.genl-jobs ' + s); return [e.scrollWidth, e.clientWidth]; })]")
     assert overflow[0] <= 390 and overflow[1] <= overflow[2] and overflow[3] <= overflow[4], overflow
+    # the timeline at 390 px: no sideways scrolling, its from/to headers on one line
+    page.get_by_role("tab", name="Text → video").click()
+    page.locator(".genl-timeline").locator("visible=true").first.wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "phone_timeline.png"))
+    sizes = page.locator(".genl-timeline").locator("visible=true").first.evaluate(
+        "t => [document.documentElement.scrollWidth, t.querySelector('.table-wrap').scrollWidth, "
+        "t.querySelector('.table-wrap').clientWidth, ...[0, 1].map(c => t.querySelector("
+        "`th[data-testid=\"header-${c}\"] span`).getBoundingClientRect().height)]")
+    assert sizes[0] <= 390 and sizes[1] <= sizes[2] and max(sizes[3:]) < 24, sizes
     page.set_viewport_size({"width": 1300, "height": 1000})

@@ -75,7 +75,8 @@ def timeline_editor(prompts, num_frames: int, fps: float, unit: str = timeline_r
                               info="Seconds: a row covers [from, to). Frames: both ends included.")
         table = gr.Dataframe(value=timeline_rows.default_rows(unit, fps, num_frames, prompts), headers=timeline_rows.COLUMNS,
                              datatype=["number", "number", "str", "str"], type="array", interactive=True,
-                             column_count=4, label=label, elem_id=None, wrap=True)
+                             column_count=4, label=label, elem_id=None, wrap=True,
+                             elem_classes=["genl-timeline"])
         with gr.Row():
             add = gr.Button("Add row", size="sm")
             remove = gr.Button("Remove row", size="sm")

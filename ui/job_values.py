@@ -7,6 +7,8 @@ rows in frames, the unit its stored ranges are written in.
 """
 from __future__ import annotations
 
+import json
+
 from genl.conditions.mask_settings import MaskSettings
 from genl.forms import FIRST_CONTROL, SECOND_CONTROL
 from genl.settings import settings_from_dict
@@ -96,10 +98,47 @@ def _tune(s: dict) -> dict:
                 steps=s["steps"], video=s.get("video", ""), start=s.get("start", 0.0), end=s.get("end") or 0)
 
 
+COMMON = {"prompt", "negative_prompt", "num_frames", "width", "height", "fps", "steps", "guidance", "scheduler",
+          "seed", "model", "codenoise"}
+SHOWN = {TEXT: COMMON | {"pipeline"},
+         POSE: COMMON | {"pipeline", "control", "controlnet", "control_scale", "controls", "control_video"},
+         EDIT: COMMON | {"video", "source_prompt", "start", "end", "strength"},
+         MASKS: COMMON | {"video", "source_prompt", "start", "end", "strength", "mask_object", "masks", "control",
+                          "controlnet", "control_scale"},
+         TUNE: {"video", "start", "end", "fps", "prompt", "method", "epochs", "batch_size", "model", "learning_rate",
+                "identifier_dropout", "clip_length", "stride", "width", "height", "tuned", "from_noise",
+                "use_identifiers", "steps"}}
+NESTED_SHOWN = {"codenoise": {"clip_length", "stride", "weights"},
+                "masks": {"method", "box_threshold", "text_threshold", "instance", "index", "keyframe_every",
+                          "dilate", "feather", "upload"}}
+NOT_SETTINGS = {"kind", "device", "max_frames", "cache_dir", "store_dir"}  # set by the server, not the user
+
+
+def unshown(tab: str, settings: dict) -> list[str]:
+    """Settings of the job that differ from the defaults and that the tab has no field for."""
+    def plain(d):  # as stored (JSON: tuples are lists)
+        return json.loads(json.dumps(d))
+
+    defaults, settings, out = plain(settings_from_dict({"kind": settings["kind"]}).to_dict()), plain(settings), []
+    for key, value in settings.items():
+        if key in NOT_SETTINGS or value == defaults.get(key):
+            continue
+        if key in NESTED_SHOWN and key in SHOWN[tab] and isinstance(value, dict):
+            out += [f"{key}.{k}" for k, v in value.items()
+                    if k not in NESTED_SHOWN[key] and v != (defaults.get(key) or {}).get(k)]
+        elif key not in SHOWN[tab]:
+            out.append(key)
+    return out
+
+
 def job_values(settings: dict) -> tuple[str, dict, list[str]]:
     """(tab id, {input name: value}, notes) for a job's settings dict. Notes say what the tab cannot show."""
     settings_from_dict(settings)  # a stored job that no longer reads as settings fails here, in words
     tab, s, notes = tab_for(settings), settings, []
+    hidden = unshown(tab, settings)
+    if hidden:
+        notes.append(f"The tab has no field for {', '.join(hidden)}; a run from the tab uses the defaults there "
+                     "('Re-run with the same settings' keeps them).")
     if tab == TUNE:
         return tab, _tune(s), notes
     values = _common(s)
