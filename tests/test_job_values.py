@@ -117,3 +117,16 @@ def test_settings_without_a_field_are_named():
 def test_previews_have_no_tab():
     with pytest.raises(ValueError, match="no settings to load"):
         job_values.tab_for({"kind": "mask_preview"})
+
+
+def test_upload_inspection_keeps_loaded_rows_and_size():
+    """A job's video loaded after its rows: rows that cover the trimmed video and a size of its shape stay;
+    rows that do not fit are spread over the new length, and the size follows the video."""
+    from types import SimpleNamespace
+
+    studio = SimpleNamespace(max_frames=64)
+    rows = [[0, 9, "a yellow circle", ""], [10, 15, "a green circle", ""]]
+    got = common.inspect_upload(studio, VIDEO, 0, 2, 8, "demo", rows, FRAMES, (64, 64))
+    assert got[2:5] == (16, 64, 64) and got[5] == common.gr.update()
+    got = common.inspect_upload(studio, VIDEO, 0, 1, 8, "demo", rows, FRAMES, (64, 64))
+    assert got[2:5] == (8, 128, 128) and got[5] == [[0, 3, "a yellow circle", ""], [4, 7, "a green circle", ""]]
