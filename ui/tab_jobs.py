@@ -1,4 +1,5 @@
-"""Tab 5: the queue and history: status, position, progress, preview; cancel, move, share, delete, re-run.
+"""Tab 5: the queue and history: status, thumbnail, position, progress, preview; cancel, move, share, delete,
+re-run, and load a job's settings back into its tab (ui/job_values.py).
 
 With auth on, every handler passes the logged-in user to the Studio, which shows each user only their own
 jobs and the ones shared with everyone, and lets only the owner change a job.
@@ -20,8 +21,8 @@ from .timeline_rows import summarize_prompt
 # "result" (the thumbnail) comes after the first three, so API clients' row[0] (id) and row[2] (status) hold
 HEADERS = ["id", "kind", "status", "result", "position", "progress", "created", "prompt", "message"]
 EMPTY_ROW = ["", "", "", "", "", "", "", "No jobs yet.", ""]
-# at phone width app.py's CSS hides these columns (by position), keeping status, result, created and prompt
-PHONE_HIDDEN = ("id", "kind", "position", "progress", "message")
+# At phone width app.py's JOBS_PHONE_CSS hides id, kind, position, progress and message (by position here).
+FILE_WORDS = {"video": "uploaded video", "control_video": "reference video", "mask_video": "mask video"}
 
 
 def thumbnail_html(studio, job) -> str:
@@ -49,9 +50,6 @@ def job_rows(studio, limit: int = 200, user: str | None = None) -> list[list]:
                      pos, f"{job.progress:.0%}", time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created)),
                      summarize_prompt(job.prompt), job.message])
     return rows or [EMPTY_ROW]
-
-
-FILE_WORDS = {"video": "uploaded video", "control_video": "reference video", "mask_video": "mask video"}
 
 
 def served_upload(studio, path) -> str | None:
