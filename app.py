@@ -6,20 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-CSS = (".genl-strip svg{border:1px solid #ddd;border-radius:6px} "
-       ".genl-missing{border-left:4px solid #e67e22;padding-left:8px} "
-       # results at real size, scaled sharply (the demo model draws 128x128), never stretched blurry
-       ".genl-result video,.genl-job-video video,.genl-preview img{image-rendering:pixelated;"
-       "object-fit:contain;max-height:520px} "
-       # phone width: the timeline stays usable, the strip readable, Jobs keeps its key columns
-       "@media (max-width:480px){"
-       ".gradio-container{padding:4px!important} "
-       ".genl-strip{overflow-x:auto} .genl-strip svg{min-width:620px;height:auto} "
-       "table td{white-space:normal;overflow-wrap:anywhere;font-size:13px} "
-       "table th{white-space:nowrap;word-break:keep-all;overflow-wrap:normal;font-size:13px} "
-       ".genl-jobs table td:nth-child(4),.genl-jobs table th:nth-child(4),"
-       ".genl-jobs table td:nth-child(6),.genl-jobs table th:nth-child(6),"
-       ".genl-jobs table td:nth-child(8),.genl-jobs table th:nth-child(8){display:none}}")
+from ui.css import CSS  # the page's styles (phone layout included); no Gradio import
 
 
 def parse_args(argv=None):
@@ -68,11 +55,19 @@ def build(args, models=None, job_fn=None):
     with gr.Blocks(title="Gen-L Studio") as demo:
         gr.Markdown("# Gen-L Studio\nLong videos from short-video diffusion models with multiple prompts "
                     "(Gen-L-Video: temporal co-denoising).")
-        for title, tab in [("Text → video", tab_text), ("Edit a video", tab_edit), ("Edit anything", tab_masks),
-                           ("Tune on a video", tab_tune),
-                           ("Pose / edge control", tab_pose), ("Jobs", tab_jobs), ("Settings / About", tab_settings)]:
-            with gr.Tab(title):
-                tab.create_demo(studio)
+        targets = {}  # tab id -> (title, the fields a job's settings load into): the Jobs tab fills them
+        with gr.Tabs() as tabs:
+            for key, title, tab in [("text", "Text → video", tab_text), ("edit", "Edit a video", tab_edit),
+                                    ("masks", "Edit anything", tab_masks), ("tune", "Tune on a video", tab_tune),
+                                    ("pose", "Pose / edge control", tab_pose), ("jobs", "Jobs", tab_jobs),
+                                    ("settings", "Settings / About", tab_settings)]:
+                with gr.Tab(title, id=key):
+                    if tab is tab_jobs:
+                        tab.create_demo(studio, tabs=tabs, targets=targets)
+                        continue
+                    made = tab.create_demo(studio)
+                    if getattr(made, "loadable", None) is not None:
+                        targets[key] = (title, made.loadable)
     demo.queue(default_concurrency_limit=None)  # UI events unlimited; GPU events set their own limit
     return studio, demo
 

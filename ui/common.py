@@ -75,7 +75,8 @@ def timeline_editor(prompts, num_frames: int, fps: float, unit: str = timeline_r
                               info="Seconds: a row covers [from, to). Frames: both ends included.")
         table = gr.Dataframe(value=timeline_rows.default_rows(unit, fps, num_frames, prompts), headers=timeline_rows.COLUMNS,
                              datatype=["number", "number", "str", "str"], type="array", interactive=True,
-                             column_count=4, label=label, elem_id=None, wrap=True)
+                             column_count=4, label=label, elem_id=None, wrap=True,
+                             elem_classes=["genl-timeline"])
         with gr.Row():
             add = gr.Button("Add row", size="sm")
             remove = gr.Button("Remove row", size="sm")
@@ -337,9 +338,10 @@ def trimmed_video_input(label: str):
     return upload, start, end, fps, info
 
 
-def inspect_upload(studio, path, start, end, fps, model, rows, unit):
+def inspect_upload(studio, path, start, end, fps, model, rows, unit, size=None):
     """On upload or trim: check the file, count frames, show samples, size the output, and spread the
-    timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows)."""
+    timeline rows over the new length. Returns (info, samples, num_frames, width, height, rows).
+    size: the current (width, height), kept with rows that already fit."""
     from genl.video_io import fit_size
 
     keep = (gr.update(),) * 4
@@ -356,6 +358,13 @@ def inspect_upload(studio, path, start, end, fps, model, rows, unit):
     n = got["num_frames"]
     text = (f"{vi.width}×{vi.height}, {vi.fps:.2f} fps, {vi.duration:.2f} s in the file; the job uses "
             f"**{n} frames** at {got['fps']:g} fps, output {w}×{h}.")
+    try:  # rows that already cover this length stay (a job's settings loaded with its video, say), and so
+        timeline_rows.rows_to_timeline(rows, unit, got["fps"], n)  # does a chosen size of the video's shape
+        if size and all(size) and abs(size[0] * h - size[1] * w) <= 8 * max(w, h):
+            w, h = int(size[0]), int(size[1])
+        return text, got["samples"], n, w, h, gr.update()
+    except ValueError:
+        pass
     prompts = ([r[2] for r in timeline_rows.convert_rows(rows, unit, unit, got["fps"])] or ["describe the video"])[:n]
     return text, got["samples"], n, w, h, timeline_rows.default_rows(unit, got["fps"], n, prompts)
 

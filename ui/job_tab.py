@@ -55,6 +55,8 @@ def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str
             wire(TabParts(form, tl, adv, common.Form(**widgets), view))
         common.wire_job(studio, demo, form, make, watch=form.inputs, strip=tl["strip"], estimate=estimate,
                         view=view, run=run, cancel_button=cancel, api_name=api_name)
+    # what the Jobs tab fills from a job's settings (ui/job_values.py names them as forms.py reads them)
+    demo.loadable = common.Form(**form.components, prev_unit=tl["prev_unit"])
     return demo
 
 
@@ -67,12 +69,12 @@ def wire_upload_inspection(studio, parts: TabParts, upload, *, start=None, end=N
 
     def inspect(path, *args):
         a, b = (args[0], args[1]) if trims else (0, None)
-        f, model, rows, unit = args[len(trims):]
-        info, shown, *rest = common.inspect_upload(studio, path, a, b, f, model, rows, unit)
+        f, model, rows, unit, w, h = args[len(trims):]
+        info, shown, *rest = common.inspect_upload(studio, path, a, b, f, model, rows, unit, (w, h))
         return (info, shown, *rest) if samples is not None else (info, *rest)
 
     outputs = [parts.widgets["info"]] + ([samples] if samples is not None else [])
     outputs += [adv["num_frames"], adv["width"], adv["height"], tl["rows"]]
+    inputs = [upload, *trims, fps, adv["model"], tl["rows"], tl["unit"], adv["width"], adv["height"]]
     for comp in [upload, *trims, fps]:
-        comp.change(inspect, [upload, *trims, fps, adv["model"], tl["rows"], tl["unit"]], outputs,
-                    show_progress="minimal", api_visibility="undocumented")
+        comp.change(inspect, inputs, outputs, show_progress="minimal", api_visibility="undocumented")

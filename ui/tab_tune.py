@@ -139,4 +139,10 @@ def create_demo(studio) -> gr.Blocks:
 
         run_edit.click(submit_edit, [pick, start_from, identifiers, target, steps, upload, start, end], view.inputs,
                        api_name="tuned_edit", **common.gpu_event(studio))
+    # what the Jobs tab fills from a tune or tuned-edit job (names as ui/job_values.py gives them)
+    demo.loadable = common.Form(video=upload, start=start, end=end, fps=fps, prompt=prompt, method=method,
+                                epochs=epochs, batch_size=batch, model=model, learning_rate=lr,
+                                identifier_dropout=dropout, clip_length=clip_length, stride=stride, width=width,
+                                height=height, tuned=pick, from_noise=start_from, use_identifiers=identifiers,
+                                target=target, steps=steps)
     return demo
