@@ -80,7 +80,18 @@ def test_old_edge_control_job_loads_as_one_control():
     tab, loaded, _ = job_values.job_values(settings.to_dict())
     assert tab == job_values.POSE
     assert (loaded["control_type"], loaded["controlnet"], loaded["control_scale"]) == ("edges", "demo", 0.6)
-    assert loaded["second_type"] == "none"
+    assert loaded["second_type"] == "none" and loaded["third_type"] == "none"
+
+
+def test_three_controls_round_trip_with_their_detectors():
+    values = base_values(control_video=FIGURE, control_type="pose", controlnet="demo-pose", control_scale=0.9,
+                         control_start=0.1, control_end=0.8, control_maps="", detector="openpose_hand",
+                         second_type="edges", second_model="demo", second_strength=0.5, second_start=0.0,
+                         second_end=0.5, second_video="", third_type="depth", third_model="demo",
+                         third_strength=0.4, third_start=0.2, third_end=1.0, third_video="")
+    loaded = round_trip(tab_pose.make, values, job_values.POSE)
+    assert (loaded["detector"], loaded["third_type"], loaded["third_strength"]) == ("openpose_hand", "depth", 0.4)
+    assert [c["type"] for c in build(tab_pose.make, loaded)["controls"]] == ["pose", "edges", "depth"]
 
 
 def test_tune_and_tuned_edit_values():

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 
 from genl.conditions.mask_settings import MaskSettings
-from genl.forms import FIRST_CONTROL, SECOND_CONTROL
+from genl.forms import FIRST_CONTROL, MORE_CONTROLS
 from genl.settings import settings_from_dict
 from genl.timeline import load_timeline
 
 from .timeline_rows import FRAMES
 
 TEXT, EDIT, MASKS, POSE, TUNE = "text", "edit", "masks", "pose", "tune"  # the tabs' ids in app.py
-FILE_FIELDS = ("video", "control_video", "mask_video", FIRST_CONTROL["video"], SECOND_CONTROL["video"])
+CONTROL_ROWS = (FIRST_CONTROL, *MORE_CONTROLS)  # the pose tab's control rows, in order
+FILE_FIELDS = ("video", "control_video", "mask_video", *(row["video"] for row in CONTROL_ROWS))
 
 
 def tab_for(settings: dict) -> str:
@@ -57,14 +58,15 @@ def _common(s: dict) -> dict:
 
 
 def _controls(s: dict) -> dict:
-    """The pose tab's two control rows from `controls` (the old single edges control counts as one)."""
+    """The pose tab's control rows from `controls` (the old single edges control counts as one)."""
     controls = [dict(c) for c in s.get("controls") or []]
     if s.get("control"):
         controls.append(dict(type="edges", model=s.get("controlnet", ""), strength=s.get("control_scale", 1.0)))
-    if len(controls) > 2:
-        raise ValueError(f"This job has {len(controls)} controls; the tab holds two. Re-run it instead.")
-    out = {SECOND_CONTROL["type"]: "none"}
-    for names, c in zip((FIRST_CONTROL, SECOND_CONTROL), controls):
+    if len(controls) > len(CONTROL_ROWS):
+        raise ValueError(f"This job has {len(controls)} controls; the tab holds {len(CONTROL_ROWS)}. "
+                         "Re-run it instead.")
+    out = {row["type"]: "none" for row in MORE_CONTROLS}
+    for names, c in zip(CONTROL_ROWS, controls):
         defaults = dict(type="pose", model="", strength=1.0, start=0.0, end=1.0, video="", detector="")
         out.update({names[k]: c.get(k, v) for k, v in defaults.items()})
     return out
