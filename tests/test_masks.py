@@ -166,6 +166,23 @@ def test_grounding_dino_and_sam2_end_to_end(tiny_detectors, tmp_path):
     assert "from the mask cache" in again.note and again.masks.shape == (4, 48, 48)
 
 
+def test_bundled_demo_detectors_are_picked_up_when_present(tiny_detectors, monkeypatch):
+    """A training run dropped into assets/demo-detectors (config.json files present) makes the demo's masks come
+    from GroundingDINO + SAM 2, the same path as a real video, instead of the colour fallback."""
+    from pathlib import Path
+
+    from genl.conditions import detector_models
+
+    frames, _ = moving_square(frames=3, size=48)
+    monkeypatch.setattr(detector_models, "DEMO_DETECTOR", tiny_detectors["detector"])
+    monkeypatch.setattr(detector_models, "DEMO_TRACKER", tiny_detectors["tracker"])
+    assert detector_models.demo_detectors_available()
+    settings = MaskSettings(box_threshold=0.0, text_threshold=0.0, redetect_below=0.0, device="cpu")
+    found = object_masks(frames, "the red square", demo=True, settings=settings)
+    assert found.method == "grounded_sam2" and Path(tiny_detectors["detector"]).name in found.note
+    assert found.masks.shape == (3, 48, 48) and "not bundled" not in found.note
+
+
 def test_no_match_says_what_it_saw(tiny_detectors):
     frames, _ = moving_square(frames=2, size=48)
     settings = MaskSettings(detector=tiny_detectors["detector"], tracker=tiny_detectors["tracker"], box_threshold=1.0,
