@@ -271,6 +271,37 @@ def read_video(path: PathLike | Sequence[PathLike], *, fps: float | None = None,
                              "images, remove the unwanted images instead.")
         frames = read_frames_folder(path, max_frames=max_frames, size=size, multiple=multiple)
         return frames, float(fps or DEFAULT_IMAGE_FPS)
+    frames, src_fps = [], [None]
+    for frame in _iter_video(path, fps, start, end, max_frames, size, multiple, src_fps):
+        frames.append(frame)
+    return np.stack(frames), float(fps or src_fps[0])
+
+
+def read_video_chunks(path: PathLike | Sequence[PathLike], chunk: int, *, fps: float | None = None,
+                      start: float = 0.0, end: float | None = None, max_frames: int | None = None,
+                      size=None, multiple: int = 8) -> Iterator[np.ndarray]:
+    """The frames read_video(path, **read) returns, as (<= chunk, H, W, 3) uint8 arrays decoded on demand: what
+    walks a long video (object masks) holds at once is one chunk, not the whole video."""
+    if chunk < 1:
+        raise ValueError(f"A chunk holds at least one frame, got {chunk}.")
+    if isinstance(path, (list, tuple)) or Path(path).is_dir():
+        frames, _ = read_video(path, fps=fps, start=start, end=end, max_frames=max_frames, size=size,
+                               multiple=multiple)  # a folder of images is read whole
+        for i in range(0, len(frames), chunk):
+            yield frames[i:i + chunk]
+        return
+    buffer: list[np.ndarray] = []
+    for frame in _iter_video(path, fps, start, end, max_frames, size, multiple, [None]):
+        buffer.append(frame)
+        if len(buffer) == chunk:
+            yield np.stack(buffer)
+            buffer = []
+    if buffer:
+        yield np.stack(buffer)
+
+
+def _iter_video(path, fps, start, end, max_frames, size, multiple, src_fps_out: list) -> Iterator[np.ndarray]:
+    """read_video's frames one by one (validated trim window and size); src_fps_out[0] gets the source rate."""
     if fps is not None and fps <= 0:
         raise ValueError(f"The frame rate must be positive, got {fps}.")
     if start < 0:
@@ -282,9 +313,9 @@ def read_video(path: PathLike | Sequence[PathLike], *, fps: float | None = None,
         raise ValueError(f"The frame limit must be at least 1, got {max_frames}.")
 
     container, stream = _open_video(path)
-    frames: list[np.ndarray] = []
+    count = 0
     try:
-        src_fps = _stream_fps(stream) or DEFAULT_IMAGE_FPS
+        src_fps = src_fps_out[0] = _stream_fps(stream) or DEFAULT_IMAGE_FPS
         cc = stream.codec_context
         w, h = _target_size(cc.width, cc.height, size, multiple)  # validates size early
         interp = "AREA" if w * h < cc.width * cc.height else "BICUBIC"
@@ -296,20 +327,20 @@ def read_video(path: PathLike | Sequence[PathLike], *, fps: float | None = None,
                 upright_w, upright_h = _target_size(cc.height, cc.width, size, multiple)
                 w, h = upright_h, upright_w
             img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interp)
-            frames.append(np.rot90(img, turns) if turns else img)
-            if max_frames is not None and len(frames) >= max_frames:
+            yield np.rot90(img, turns) if turns else img
+            count += 1
+            if max_frames is not None and count >= max_frames:
                 break
     except av.FFmpegError as e:
         raise _unreadable(path, "the file is damaged and could not be decoded.") from e
     finally:
         container.close()
-    if not frames:
+    if not count:
         if start > 0 or end is not None:
             raise _unreadable(path, f"no frames lie between {start:g}s and "
                                     f"{'the end' if end is None else f'{end:g}s'} "
                                     "(is the video shorter than that?).")
         raise _unreadable(path, "the video has no frames.")
-    return np.stack(frames), float(fps or src_fps)
 
 
 def _natural_key(p: Path):

@@ -4,6 +4,7 @@ world with a deterministic segmenter, whose masks we can check against the world
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from genl.conditions.detector import Detections
@@ -166,6 +167,23 @@ def test_grounding_dino_and_sam2_end_to_end(tiny_detectors, tmp_path):
     assert "from the mask cache" in again.note and again.masks.shape == (4, 48, 48)
 
 
+def test_bundled_demo_detectors_are_picked_up_when_present(tiny_detectors, monkeypatch):
+    """A training run dropped into assets/demo-detectors (config.json files present) makes the demo's masks come
+    from GroundingDINO + SAM 2, the same path as a real video, instead of the colour fallback."""
+    from pathlib import Path
+
+    from genl.conditions import detector_models
+
+    frames, _ = moving_square(frames=3, size=48)
+    monkeypatch.setattr(detector_models, "DEMO_DETECTOR", tiny_detectors["detector"])
+    monkeypatch.setattr(detector_models, "DEMO_TRACKER", tiny_detectors["tracker"])
+    assert detector_models.demo_detectors_available()
+    settings = MaskSettings(box_threshold=0.0, text_threshold=0.0, redetect_below=0.0, device="cpu")
+    found = object_masks(frames, "the red square", demo=True, settings=settings)
+    assert found.method == "grounded_sam2" and Path(tiny_detectors["detector"]).name in found.note
+    assert found.masks.shape == (3, 48, 48) and "not bundled" not in found.note
+
+
 def test_no_match_says_what_it_saw(tiny_detectors):
     frames, _ = moving_square(frames=2, size=48)
     settings = MaskSettings(detector=tiny_detectors["detector"], tracker=tiny_detectors["tracker"], box_threshold=1.0,
@@ -202,3 +220,43 @@ def test_colour_fallback_is_labelled():
     assert np.mean([iou(m, t) for m, t in zip(found.masks, truth)]) > 0.8
     with pytest.raises(ValueError, match="Unknown mask method"):
         object_masks(frames, "x", "magic")
+
+
+def tiny_sam3_tracker():
+    """SAM 3's tracker (`Sam3TrackerVideoModel`: a ViT backbone instead of Hiera, the same session API) from a
+    tiny config; hidden 128 as in the SAM 2 one (object pointers split into 64-wide memory tokens)."""
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    s, h = 112, 128
+    cfg = Sam3TrackerVideoConfig(
+        vision_config=dict(backbone_config=dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64,
+                                                num_hidden_layers=2, num_attention_heads=2, image_size=s, patch_size=14,
+                                                window_size=4, global_attn_indexes=[1], pretrain_image_size=s),
+                           fpn_hidden_size=h),
+        prompt_encoder_config=dict(hidden_size=h, image_size=s, patch_size=14, mask_input_channels=8),
+        mask_decoder_config=dict(hidden_size=h, mlp_dim=2 * h, num_attention_heads=2, iou_head_hidden_dim=h),
+        memory_attention_hidden_size=h, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=2 * h,
+        memory_encoder_hidden_size=h, memory_encoder_output_channels=64, mask_downsampler_embed_dim=h,
+        memory_fuser_embed_dim=h, memory_fuser_intermediate_dim=2 * h, num_maskmem=4, multimask_output_in_sam=False,
+        multimask_output_for_tracking=False)
+    cfg.image_size = s  # also sets the backbone's feature sizes
+    torch.manual_seed(0)
+    model = Sam3TrackerVideoModel(cfg)
+    with torch.no_grad():  # random weights would mostly say "no object here": say "always one"
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
+    return model
+
+
+def test_sam3_tracker_propagates_through_the_same_session_api(tiny_detectors, tmp_path):
+    """A tracker folder named sam3* loads as Sam3TrackerVideoModel and runs the keyframe/propagation path."""
+    from genl.conditions.detector_models import load_tracker
+
+    folder = tmp_path / "sam3-tracker-tiny"
+    tiny_sam3_tracker().save_pretrained(folder)
+    assert type(load_tracker(str(folder), "cpu").model).__name__ == "Sam3TrackerVideoModel"
+    frames, _ = moving_square(frames=4, size=48)
+    settings = MaskSettings(detector=tiny_detectors["detector"], tracker=str(folder), box_threshold=0.0,
+                            text_threshold=0.0, redetect_below=0.0, keyframe_every=3, chunk=3, device="cpu")
+    found = object_masks(frames, "the red square", settings=settings)
+    assert found.method == "grounded_sam2" and "sam3-tracker-tiny" in found.note
+    assert found.masks.shape == (4, 48, 48) and found.masks.any() and found.keyframes[0] == 0

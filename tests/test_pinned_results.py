@@ -41,8 +41,9 @@ CASES = {
 PINNED = {  # recorded at bf54672, before issue 8's changes
     "edit": "9a4741a486abb2ef5daa00ea2de0c67ee3c1d5a0e64dacf61abe4cb21b28f54d",
     # re-pinned after issue 9: the object masks now come through MaskSettings (2 px dilation by default and the
-    # tracker's fill/feather); the engine's four other hashes still hold from bf54672
-    "edit_masked": "d72ba85aae68fed579b9cb9dd2ad0363249d513bc9227347c829649ab2b453c6",
+    # tracker's fill/feather); the engine's four other hashes still hold from bf54672. Re-pinned again when the
+    # composite took MaskSettings.feather's soft mask (masks.feather) instead of its own fixed 2 x blur(1.5)
+    "edit_masked": "2c2a599d3f419de8791863a00c438cd8e86fe8b9b40de96bcd710493dd43c00f",
     "generate_animatediff": "c14d8ecb4318327348a42f2cb64b5ad39ad20841b2a43a488628455166736d11",
     "generate_edges": "7b2550fe502796697319f066c300f647cd463872a450e085c8ed53c47a82570f",
     "generate_tuning_free": "0d6a241b1b829558fb14f6e491f9e5e67249dd25b700f2d7233e54d8f344dc04",

@@ -267,11 +267,43 @@ def test_demo_model_edit_anything_recolours_only_the_object(tmp_path, model_mana
 
 
 def test_masked_edit_output_pixels_outside_the_mask_are_the_source():
+    from genl.conditions.masks import feather
     from genl.pipelines.edit import composite
 
     rng = np.random.default_rng(0)
     src, edited = (rng.integers(0, 255, (2, 32, 32, 3), np.uint8) for _ in range(2))
     masks = np.zeros((2, 32, 32), bool)
     masks[:, 12:20, 12:20] = True
-    out = composite(edited, src, masks)  # feathered over a few pixels at the mask's edge only
-    assert np.array_equal(out[:, :, :4], src[:, :, :4]) and np.array_equal(out[:, 13:19, 13:19], edited[:, 13:19, 13:19])
+    out = composite(edited, src, feather(masks, 1.5))  # feathered over a few pixels outside the mask only
+    assert np.array_equal(out[:, :, :4], src[:, :, :4]) and np.array_equal(out[:, 12:20, 12:20], edited[:, 12:20, 12:20])
+    hard = composite(edited, src, feather(masks, 0.0))
+    assert np.array_equal(hard[masks], edited[masks]) and np.array_equal(hard[~masks], src[~masks])
+
+
+def test_mask_feather_changes_only_the_blend_band(tiny_models, model_manager, tmp_path):
+    """MaskSettings.feather reaches the pipeline's final composite: another feather changes the pixels in the band
+    just outside the mask and nothing else (same latents, same object, same far background)."""
+    from genl.conditions.masks import feather
+
+    pipe = model_manager.get("edit", tiny_models["sd"])
+    rng = np.random.default_rng(2)
+    frames = np.clip(rng.normal(128, 40, (8, 32, 32, 3)), 0, 255).astype(np.uint8)
+    masks = np.zeros((8, 32, 32), bool)
+    masks[:, 10:22, 10:22] = True
+    from genl.inversion import InversionCache
+
+    kw = dict(num_inference_steps=1, codenoise=M8, masks=masks, guidance_scale=1.0, cache=InversionCache(tmp_path),
+              cache_id={"video": "noise", "model": "tiny"})
+    pipe.invert(frames, Timeline.parse("a red circle"), keep_trajectory=True,  # one inversion, cached, for all runs
+                **{k: kw[k] for k in ("num_inference_steps", "codenoise", "cache", "cache_id")})
+    runs = {s: pipe(frames, Timeline.parse("a red circle"), Timeline.parse("a blue square"), mask_feather=s, **kw)
+            for s in (0.0, 1.0, 3.0)}
+    torch.testing.assert_close(runs[0.0].latents, runs[3.0].latents, atol=0, rtol=0)
+    hard, soft1, soft3 = (runs[s].frames.astype(int) for s in (0.0, 1.0, 3.0))
+    assert not np.array_equal(hard[masks], frames[masks]) and np.array_equal(hard[~masks], frames[~masks])
+    band = (feather(masks, 3.0) > 0.5 / 255) & ~masks  # where a sigma-3 blend can move a pixel at all
+    for out in (soft1, soft3):
+        assert np.array_equal(out[masks], hard[masks]) and np.array_equal(out[~band & ~masks], frames[~band & ~masks])
+        assert np.abs(out - frames)[band].max() > 10  # the band blends towards the edit
+    near = band & ~(feather(masks, 1.0) > 0.5 / 255)  # reached by sigma 3 only
+    assert np.array_equal(soft1[near], frames[near]) and (np.abs(soft3 - frames)[near].max() > 0)

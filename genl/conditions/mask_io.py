@@ -8,13 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-
-def frames_hash(frames: np.ndarray) -> str:
-    """Content hash of the decoded frames (what the masks were computed from, after trimming and resizing)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(frames.shape).encode())
-    h.update(np.ascontiguousarray(frames).data)
-    return h.hexdigest()
+from .frames import Frames, frames_hash
 
 
 class MaskCache:
@@ -23,7 +17,7 @@ class MaskCache:
     def __init__(self, folder):
         self.folder = Path(folder)
 
-    def key(self, frames: np.ndarray, prompt: str, settings_key: dict) -> str:
+    def key(self, frames: Frames, prompt: str, settings_key: dict) -> str:
         text = json.dumps({"video": frames_hash(frames), "prompt": prompt.strip().lower(), "settings": settings_key},
                           sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -45,11 +39,17 @@ class MaskCache:
         tmp.replace(self.folder / f"{key}.npz")
 
 
-def write_mask_video(masks: np.ndarray, path, fps: float = 8) -> Path:
-    """Masks (F, H, W) bool or float 0..1 as a grey mp4: white where the edit may change the video."""
+def write_mask_video(masks: np.ndarray, path, fps: float = 8, feather: float = 0.0) -> Path:
+    """Masks (F, H, W) bool or float 0..1 as a grey mp4: white where the edit may change the video. With
+    `feather` (px sigma) bool masks are feathered frame by frame, as the edit's composite blends them."""
     from genl.video_io import write_mp4
 
-    grey = np.clip(np.rint(np.asarray(masks, np.float32) * 255), 0, 255).astype(np.uint8)
+    from .masks import feather as soften
+
+    grey = np.empty(masks.shape, np.uint8)
+    for i, m in enumerate(masks):
+        soft = soften(m[None], feather)[0] if feather > 0 else np.asarray(m, np.float32)
+        grey[i] = np.clip(np.rint(soft * 255), 0, 255)
     return write_mp4(np.repeat(grey[..., None], 3, axis=-1), path, fps=fps)
 
 

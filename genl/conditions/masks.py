@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from .frames import Frames, frame_chunks, frames_shape
 from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER, METHODS, MaskSettings
 
 COLOUR_NOTE = "colour segmentation stand-in for GroundingDINO + SAM 2 (shapes world only; a labelled fallback)"
@@ -23,17 +24,23 @@ DEMO_FALLBACK = (" (the demo model's tiny detectors are not bundled: trained one
 @dataclass
 class ObjectMasks:
     masks: np.ndarray  # (F, H, W) bool: where the edit may change the video (after dilation)
-    soft: np.ndarray   # (F, H, W) float32 0..1: the same, feathered at the edge
+    feather: float     # px sigma of the soft edge the edit's composite blends over
     method: str
     note: str
     keyframes: tuple = ()
     filled: tuple = ()
 
+    @property
+    def soft(self) -> np.ndarray:
+        """(F, H, W) float32 0..1: the masks feathered at the edge (made on demand: 4 bytes a pixel)."""
+        return feather(self.masks, self.feather)
 
-def object_masks(frames: np.ndarray, object_prompt: str, method: str = "auto", *, demo: bool = False,
+
+def object_masks(frames: Frames, object_prompt: str, method: str = "auto", *, demo: bool = False,
                  settings: Optional[MaskSettings] = None, cache_dir=None, detector=None,
                  tracker=None) -> ObjectMasks:
-    """Masks of the object named by `object_prompt` in every frame of `frames` (F, H, W, 3) uint8.
+    """Masks of the object named by `object_prompt` in every frame of `frames`: (F, H, W, 3) uint8, or a
+    VideoFrames (a video file decoded `settings.chunk` frames at a time, so a long video is never held whole).
 
     `settings` carries thresholds, keyframes, instance choice, dilation and feather (MaskSettings defaults);
     `method` overrides settings.method for older callers. `demo` (the demo model is in use) makes 'auto' use the
@@ -65,7 +72,7 @@ def object_masks(frames: np.ndarray, object_prompt: str, method: str = "auto", *
         if cache:
             cache.put(key, masks, method_used, note)
     masks = dilate(masks, settings.dilate)
-    return ObjectMasks(masks, feather(masks, settings.feather), method_used, note + fallback, tuple(keyframes),
+    return ObjectMasks(masks, settings.feather, method_used, note + fallback, tuple(keyframes),
                        tuple(filled))
 
 
@@ -80,19 +87,20 @@ def _with_demo_models(settings: MaskSettings) -> MaskSettings:
 
 def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
     if settings.method == "colour":
-        return colour_object_masks(frames, prompt), "colour", COLOUR_NOTE, [], []
+        return colour_object_masks(frames, prompt, settings.chunk), "colour", COLOUR_NOTE, [], []
     if settings.method == "upload":
         from .mask_io import read_mask_video
 
-        masks = read_mask_video(settings.upload, len(frames), frames.shape[1:3])
+        count, *hw = frames_shape(frames)
+        masks = read_mask_video(settings.upload, count, tuple(hw))
         return masks, "upload", f"uploaded mask video {Path(settings.upload).name}", [], []
     from .detector_models import load_detector, load_tracker
-    from .tracker import iter_chunks, per_frame, track
+    from .tracker import per_frame, track
 
     detector = detector or load_detector(settings.detector, settings.device)
     tracker = tracker or load_tracker(settings.tracker, settings.device)
     run = track if settings.propagate else per_frame
-    result = run(iter_chunks(frames, settings.chunk), prompt, detector, tracker, settings)
+    result = run(frame_chunks(frames, settings.chunk), prompt, detector, tracker, settings)
     names = f"{_short(settings.detector or DEFAULT_DETECTOR)} + {_short(settings.tracker or DEFAULT_TRACKER)}"
     how = (f"keyframes {len(result.keyframes)}, SAM 2 propagation" if settings.propagate
            else "every frame on its own")
@@ -106,11 +114,15 @@ def _short(name: str) -> str:
 
 
 def dilate(masks: np.ndarray, grow: int) -> np.ndarray:
+    """Masks grown by `grow` px (an ellipse), frame by frame into one new array."""
     if grow <= 0:
-        return masks.astype(bool)
+        return masks.astype(bool, copy=False)
     import cv2
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks])
+    out = np.empty(masks.shape, bool)
+    for i, m in enumerate(masks):
+        out[i] = cv2.dilate(m.astype(np.uint8), kernel) > 0
+    return out
 
 
 def feather(masks: np.ndarray, sigma: float) -> np.ndarray:
@@ -122,7 +134,7 @@ def feather(masks: np.ndarray, sigma: float) -> np.ndarray:
     return np.maximum(soft, np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in soft]))
 
 
-def colour_object_masks(frames: np.ndarray, object_prompt: str) -> np.ndarray:
+def colour_object_masks(frames: Frames, object_prompt: str, chunk: int = 32) -> np.ndarray:
     """Shapes world only: pixels of the prompt's colour word (or of any object when it names no colour)."""
     from genl.demo.world import COLOURS
     from genl.demo.world_parse import colour_mask, object_mask
@@ -131,10 +143,8 @@ def colour_object_masks(frames: np.ndarray, object_prompt: str) -> np.ndarray:
     colours = [w for w in words if w in COLOURS]
     if len(colours) > 1:
         raise ValueError(f"Name one colour for the object to edit, not {', '.join(colours)}.")
-    if colours:
-        masks = np.stack([colour_mask(f, colours[0]) for f in frames])
-    else:
-        masks = np.stack([object_mask(f) for f in frames])
+    one = (lambda f: colour_mask(f, colours[0])) if colours else object_mask
+    masks = np.concatenate([np.stack([one(f) for f in c]) for c in frame_chunks(frames, chunk)])
     if not masks.any():
         raise ValueError(f"No '{object_prompt}' was found in the video: nothing would change.")
     return masks

@@ -1,8 +1,9 @@
 """Masks over time: detect on keyframes, propagate with a video segmenter, fill frames with no mask.
 
 Keyframes are frame 0, every K-th frame (`keyframe_every`), and any frame where the tracker's object score
-drops under `redetect_below` (it is losing the object). Frames arrive in chunks; each chunk is one segmenter
-session that starts from the previous chunk's last masks, so memory stays bounded on long videos.
+drops under `redetect_below` (it is losing the object). Frames arrive in chunks (decoded from the file on demand,
+genl/conditions/frames.py); each chunk is one segmenter session that starts from the previous chunk's last masks,
+and finished masks are kept bit-packed (1 bit a pixel), so memory stays bounded on long videos.
 The segmenter is anything with the `VideoSegmenter` methods (SAM 2 in `sam2_tracker.py`; a deterministic one in
 the tests), the detector any callable frames, prompt -> [Detections] (GroundingDINO in `detector.py`).
 """
@@ -71,6 +72,26 @@ def match(boxes: np.ndarray, previous: list[Optional[np.ndarray]], min_iou: floa
     return out
 
 
+class PackedMasks:
+    """Per-frame masks kept as bits while a long video streams through (None = no mask yet); `stack` unpacks."""
+
+    def __init__(self):
+        self.frames: list[Optional[np.ndarray]] = []
+        self.hw = None
+
+    def append(self, mask: Optional[np.ndarray]) -> None:
+        if mask is not None:
+            self.hw = mask.shape
+            mask = np.packbits(mask)
+        self.frames.append(mask)
+
+    def stack(self) -> np.ndarray:
+        out = np.empty((len(self.frames), *self.hw), bool)
+        for i, bits in enumerate(self.frames):
+            out[i] = np.unpackbits(bits, count=out[i].size).reshape(self.hw).view(bool)
+        return out
+
+
 def fill_from_neighbours(masks: list[Optional[np.ndarray]]) -> list[int]:
     """Frames without a mask take the nearest frame's mask (the earlier one on ties); returns those frames."""
     have = [i for i, m in enumerate(masks) if m is not None]
@@ -88,7 +109,7 @@ def fill_from_neighbours(masks: list[Optional[np.ndarray]]) -> list[int]:
 def track(chunks: Iterable[np.ndarray], prompt: str, detect: Callable, segmenter: VideoSegmenter,
           settings: MaskSettings) -> TrackResult:
     """One mask per frame of the object named by `prompt`, propagated between keyframes (see module doc)."""
-    masks: list[Optional[np.ndarray]] = []
+    masks = PackedMasks()
     keyframes, best = [], 0.0
     objects: list[Optional[np.ndarray]] = []   # per tracked object: its last confident mask ([] = none found yet)
     start = 0
@@ -138,9 +159,9 @@ def track(chunks: Iterable[np.ndarray], prompt: str, detect: Callable, segmenter
                     objects[k] = p > settings.mask_threshold
             masks.append((probs[present] > settings.mask_threshold).any(0) if present.any() else None)
         start += n
-    _check_found(masks, keyframes, prompt, best, settings)
-    filled = fill_from_neighbours(masks)
-    return TrackResult(np.stack(masks), keyframes, filled, best)
+    _check_found(masks.frames, keyframes, prompt, best, settings)
+    filled = fill_from_neighbours(masks.frames)
+    return TrackResult(masks.stack(), keyframes, filled, best)
 
 
 def _check_found(masks, keyframes, prompt, best, settings) -> None:
@@ -154,7 +175,7 @@ def _check_found(masks, keyframes, prompt, best, settings) -> None:
 def per_frame(chunks: Iterable[np.ndarray], prompt: str, detect: Callable, segmenter: VideoSegmenter,
               settings: MaskSettings) -> TrackResult:
     """Without propagation: detect and segment every frame on its own (the flicker baseline)."""
-    masks, best, keyframes = [], 0.0, []
+    masks, best, keyframes = PackedMasks(), 0.0, []
     start = 0
     for chunk in chunks:
         for j, det in enumerate(detect(chunk, prompt, settings.box_threshold, settings.text_threshold)):
@@ -169,11 +190,12 @@ def per_frame(chunks: Iterable[np.ndarray], prompt: str, detect: Callable, segme
             masks.append((probs > settings.mask_threshold).any(0))
             keyframes.append(start + j)
         start += len(chunk)
-    _check_found(masks, keyframes, prompt, best, settings)
-    filled = fill_from_neighbours(masks)
-    return TrackResult(np.stack(masks), keyframes, filled, best)
+    _check_found(masks.frames, keyframes, prompt, best, settings)
+    filled = fill_from_neighbours(masks.frames)
+    return TrackResult(masks.stack(), keyframes, filled, best)
 
 
 def iter_chunks(frames: np.ndarray, size: int) -> Iterable[np.ndarray]:
-    for i in range(0, len(frames), size):
-        yield frames[i:i + size]
+    from .frames import frame_chunks
+
+    return frame_chunks(frames, size)

@@ -52,7 +52,7 @@ def run(settings: EditSettings, inputs: dict, ctx: JobContext):
     return pipe(inputs["frames"], inputs["source"], inputs["target"], num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance, codenoise=settings.codenoise, attention=settings.attention,
                 strength=settings.strength, smoothness=settings.smoothness, scheduler=settings.scheduler,
-                masks=masks, controls=job_controls(inputs["specs"], inputs["maps"], pipe, len(inputs["frames"]),
+                masks=masks, mask_feather=settings.masks.feather, controls=job_controls(inputs["specs"], inputs["maps"], pipe, len(inputs["frames"]),
                                                    ctx.models, demo=ctx.demo_world),
                 cache=cache, cache_id={"video": video_hash(settings.video), "model": settings.model},
                 callback=ctx.progress, is_cancelled=ctx.is_cancelled).frames

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from ..attention import set_cross_frame_attention
+from ..conditions.mask_settings import MaskSettings
+from ..conditions.masks import feather
 from ..inversion import InversionCache, ddim_invert, inversion_cache_key, inversion_timesteps
 from ..prediction import output_from_x0, x0_from_output
 from ..progress import Progress, report
@@ -126,6 +128,7 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         smoothness: float = 0.0,
         scheduler: str = "ddim",
         masks: Optional[np.ndarray] = None,
+        mask_feather: float = MaskSettings.feather,
         control_frames: Optional[np.ndarray] = None,
         control_scale: float = 1.0,
         controls: Sequence = (),
@@ -136,7 +139,8 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
         decode_chunk: int = 8,
     ) -> LongVideoOutput:
         """masks: (F, H, W) bool, where the edit may change the video (edit anything); elsewhere the source
-        is pasted back at every step from its inversion trajectory. control_frames: (F, H, W, 3) uint8
+        is pasted back at every step from its inversion trajectory; mask_feather: px Gaussian sigma of the band
+        outside the mask where the final pixels blend from edited to source. control_frames: (F, H, W, 3) uint8
         conditioning images (e.g. edge maps) for the pipeline's ControlNet; controls: genl.controlnets.Control
         list (e.g. the source's pose and depth), their start/end measured over the resampled steps."""
         codenoise = dataclasses.replace(codenoise or CoDenoiseSettings(), loop=False)  # a source video never loops
@@ -177,14 +181,13 @@ class LongVideoEditPipeline(LongVideoPipelineBase):
                                     is_cancelled=is_cancelled, x0_hook=hook, step_hook=paste)
         out = decode_latents(self.vae, latents, decode_chunk, is_cancelled, callback)
         if masks is not None:  # the VAE round trip blurs what the mask kept: paste the source pixels back
-            out = composite(out, frames, masks)
+            out = composite(out, frames, feather(masks, mask_feather))
         return LongVideoOutput(frames=out, latents=latents)
 
 
-def composite(edited: np.ndarray, source: np.ndarray, masks: np.ndarray, feather: float = 1.5) -> np.ndarray:
-    """Edited pixels inside the (feathered) mask, source pixels outside."""
-    import cv2
-
-    soft = np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), feather) for m in masks])[..., None]
-    soft = np.clip(soft * 2.0, 0.0, 1.0)  # the blur halves the edge: keep the whole object editable
-    return (soft * edited + (1 - soft) * source).round().astype(np.uint8)
+def composite(edited: np.ndarray, source: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Edited pixels where alpha (F, H, W) is 1, source pixels where it is 0, blended in between. alpha is the
+    feathered mask (genl.conditions.masks.feather: 1 over the whole object, fading outside it), the same soft mask
+    the mask video shows."""
+    a = np.asarray(alpha, np.float32)[..., None]
+    return (a * edited + (1 - a) * source).round().astype(np.uint8)
