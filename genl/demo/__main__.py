@@ -21,8 +21,8 @@ def main(argv=None) -> int:
                                        "ema_motion", "lr_2d_scale", "temporal_loss", "probe_clips", "log_every",
                                        "seed"))
     t.add_argument("--motion-train", choices=TRAINABLE, default=TrainConfig().motion_train,
-                   help="what stage 3 trains besides the motion modules: nothing (modules), the 2D attention "
-                        "blocks that see the text (attention), or every 2D weight (all)")
+                   help="what stage 3 trains: the motion modules alone (modules) or every UNet weight (all), "
+                        "which lets the caption reach the motion path through the 2D cross-attention")
     t.add_argument("--motion-mix", type=float, nargs=3, default=TrainConfig().motion_mix,
                    help="shares of 16-frame clips, 17..64-frame segments and 64..128-frame multi-prompt videos")
     t.add_argument("--no-motion-warm-start", dest="motion_warm_start", action="store_false",

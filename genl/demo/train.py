@@ -52,7 +52,7 @@ class TrainConfig:
     warmup_motion: int = 100
     ema: float = 0.999
     ema_motion: float = 0.999
-    motion_train: str = "attention"  # besides the motion modules: "modules" (nothing), "attention", "all" 2D
+    motion_train: str = "all"       # stage 3 trains "modules" (the motion modules alone) or "all" UNet weights
     lr_2d_scale: float = 0.2        # learning rate of the 2D weights stage 3 trains, relative to lr_motion
     temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
     probe_clips: int = 32           # held-out clips of the direction probe before/after stage 3 (0: none)

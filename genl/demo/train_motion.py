@@ -5,8 +5,7 @@ sees a 16-frame window of a 64..128-frame video whose segments last 16..64 frame
 caption's travel at many speeds and windows straddle prompt changes. Training on the same windows, with
 the same per-window text condition the pipeline builds (the segments' embeddings weighted by their share of
 the window's frames, `Timeline.clip_prompt_mix` + linear `mix_embeddings`), closes that gap. The VAE and text encoder
-stay frozen; besides the motion modules, `--motion-train` unfreezes the 2D attention blocks (default) or the
-whole 2D UNet, because diffusers' motion modules never see the text (see `trainable_groups`). The image
+stay frozen; besides the motion modules, `--motion-train all` (default) unfreezes the 2D UNet too, because diffusers' motion modules never see the text (see `trainable_groups`). The image
 pipelines keep the untouched 2D weights, stored in unet_2d/ when they differ. The EMA is what gets saved.
 
 `python -m genl.demo train --stage motion --init assets/demo-model --out ...` retrains this stage alone on
@@ -115,7 +114,7 @@ def window_condition(text_encoder, data: MotionData, frames: torch.Tensor, empty
     return torch.where(drop, empty, window)
 
 
-TRAINABLE = ("modules", "attention", "all")  # what learns in stage 3 besides nothing else: see trainable_groups
+TRAINABLE = ("modules", "all")  # what stage 3 trains: the motion modules alone, or every UNet weight
 
 
 def trainable_groups(motion, which: str, lr_2d_scale: float) -> list[dict]:
@@ -123,11 +122,11 @@ def trainable_groups(motion, which: str, lr_2d_scale: float) -> list[dict]:
 
     Why more than the motion modules: diffusers' motion modules never receive the text (`motion_module(h,
     num_frames=...)`, and MotionAdapter builds them without cross-attention), so "moving right" can only reach
-    them through the features the 2D layers write before them. "attention" also trains the 2D transformer
-    blocks (self- and cross-attention to the caption) so they can write the direction word into those
-    features; "all" trains every 2D weight as well, letting the spatial layers adapt to the motion modules'
-    output (the only place a frame's position in time enters). The 2D weights learn at lr x `lr_2d_scale`;
-    the image UNet is stored apart in unet_2d/ whenever they change (`save_bundle`)."""
+    them through the features the 2D layers write before them. "all" trains the 2D weights too: the
+    cross-attention to the caption can write the direction word into those features, and the spatial layers
+    adapt to the motion modules' output (the only place a frame's position in time enters). The 2D weights
+    learn at lr x `lr_2d_scale`; the image UNet is stored apart in unet_2d/ whenever they change
+    (`save_bundle`). (Training only the 2D attention blocks segfaulted in CPU autograd, torch 2.13.)"""
     if which not in TRAINABLE:
         raise ValueError(f"Unknown --motion-train '{which}'. Choose one of: {', '.join(TRAINABLE)}.")
     motion.freeze_unet2d_params()  # leaves the motion modules trainable
@@ -135,7 +134,7 @@ def trainable_groups(motion, which: str, lr_2d_scale: float) -> list[dict]:
     for name, p in motion.named_parameters():
         if "motion_modules" in name:
             continue
-        if which == "all" or (which == "attention" and ".attentions." in name):
+        if which == "all":
             p.requires_grad_(True)
             two_d.append(p)
     modules = [p for n, p in motion.named_parameters() if "motion_modules" in n]
