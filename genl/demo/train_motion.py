@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genl.demo.world import caption, random_long_video, render_long_video
 
