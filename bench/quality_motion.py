@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from genl.demo.world_parse import parse_frame  # noqa: E402
 from genl.settings import CoDenoiseSettings  # noqa: E402
 from quality import video_metrics  # noqa: E402
 
+SPACINGS = ("leading", "trailing", "linspace")
+SCHEDULES = ("fixed", "shifted")
 MIN_TRAVEL = TRAVEL / 2
 STILL_RADIUS = 0.05
 GROW_AREA = 1.4
@@ -80,15 +83,21 @@ def motion_metrics(frames: np.ndarray, timeline, clip_length: int = 16) -> dict:
 
 
 def parse_config(text: str) -> tuple[str, int, int, dict]:
-    """scheduler:steps:S[:spacing], e.g. ddim:50:4 or dpm++:15:8:trailing (timestep spacing override)."""
+    """scheduler:steps:S[:spacing][:schedule], e.g. ddim:50:4, dpm++:15:8:trailing (timestep spacing override)
+    or dpm++:15:16:trailing:shifted (genl/plan.py's window schedule; "fixed" by default)."""
     parts = text.split(":")
     try:
         name, steps, stride = parts[0], int(parts[1]), int(parts[2])
     except (IndexError, ValueError) as err:
-        raise ValueError(f"A config is scheduler:steps:S[:spacing], e.g. ddim:50:4 (got '{text}').") from err
-    if len(parts) > 4 or (len(parts) == 4 and parts[3] not in ("leading", "trailing", "linspace")):
-        raise ValueError(f"The timestep spacing must be leading, trailing or linspace (got '{text}').")
-    return name, steps, stride, ({"timestep_spacing": parts[3]} if len(parts) == 4 else {})
+        raise ValueError(f"A config is scheduler:steps:S[:spacing][:schedule], e.g. ddim:50:4 (got '{text}').") from err
+    extra = {}
+    for part in parts[3:]:
+        key = "timestep_spacing" if part in SPACINGS else "schedule" if part in SCHEDULES else None
+        if key is None or key in extra:
+            raise ValueError(f"After scheduler:steps:S come a timestep spacing ({', '.join(SPACINGS)}) and/or a "
+                             f"window schedule ({', '.join(SCHEDULES)}), once each (got '{text}').")
+        extra[key] = part
+    return name, steps, stride, extra
 
 
 def specs(args) -> list:
@@ -101,7 +110,7 @@ def mean_row(rows: list[dict]) -> dict:
 
 COLS = ["config", "direction", "id_change_elsewhere", "jump_elsewhere", "align_colour", "align_shape",
         "align_background", "align_all", "id_change_at_seams", "jump_at_seams", "jump_at_transitions",
-        "seconds_per_video"]
+        "seconds_per_video", "load"]
 
 
 def main(argv=None):
@@ -124,24 +133,28 @@ def main(argv=None):
     videos = specs(args)
     rows = [{"config": "rendered ground truth"} | mean_row(
         [motion_metrics(render_long_video(s, args.size), long_video_timeline(s)) for s in videos])]
-    rows[0]["seconds_per_video"] = 0.0
+    rows[0]["seconds_per_video", "load"] = 0.0
     pipe = ModelManager().get("animatediff", args.model, device=args.device)
     base_config = pipe.scheduler.config
     for text in args.configs.split(","):
-        name, steps, stride, spacing = parse_config(text)
-        pipe.scheduler = make_scheduler(name, {**base_config, **spacing})
-        per_video, seconds = [], []
+        name, steps, stride, extra = parse_config(text)
+        schedule = extra.pop("schedule", "fixed")
+        pipe.scheduler = make_scheduler(name, {**base_config, **extra})
+        per_video, seconds, loads = [], [], []
         for v, spec in enumerate(videos):
             timeline = long_video_timeline(spec)
             t0 = time.perf_counter()
             out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=steps, guidance_scale=args.guidance, codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights),
+                       num_inference_steps=steps, guidance_scale=args.guidance, codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
+                                                                       schedule=schedule),
                        seed=v)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
             per_video.append(motion_metrics(out.frames, timeline))
-        row = {"config": text} | mean_row(per_video) | {"seconds_per_video": float(np.mean(seconds))}
+        row = {"config": text} | mean_row(per_video) | {"seconds_per_video": float(np.mean(seconds)),
+                                                             "load": float(np.mean(loads))}
         rows.append(row)
         print(json.dumps(row), flush=True)
     write(args, rows)

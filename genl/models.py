@@ -174,16 +174,33 @@ def has_image_unet(path: str) -> bool:
 
 
 def _image_components_of_animatediff(model: str, dtype: torch.dtype) -> dict:
-    """The image UNet is the motion UNet without its motion modules (trained with the 2D weights frozen),
-    so the weights are stored once; only the UNet2DConditionModel config is kept beside them."""
-    from diffusers import AnimateDiffPipeline, UNet2DConditionModel
+    """The AnimateDiff folder's components with its image UNet in place of the motion UNet."""
+    from diffusers import AnimateDiffPipeline
 
     comps = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype).components
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(Path(model) / "unet_2d"))
-    unet.load_state_dict({k: v for k, v in comps["unet"].state_dict().items() if "motion_modules" not in k},
-                         strict=True)
-    comps["unet"] = unet.to(dtype)
+    comps["unet"] = image_unet_of_animatediff(model, comps["unet"]).to(dtype)
     return {k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def image_unet_of_animatediff(folder, motion_unet):
+    """A demo-style bundle's image UNet: its own weights in unet_2d/ when the video training also tuned the 2D
+    layers, else the motion UNet's weights minus the motion modules (trained with the 2D weights frozen, so
+    the weights are stored once and unet_2d/ holds only the config)."""
+    from diffusers import UNet2DConditionModel
+
+    if any((Path(folder) / "unet_2d").glob("*.safetensors")):
+        return UNet2DConditionModel.from_pretrained(Path(folder) / "unet_2d", torch_dtype=motion_unet.dtype)
+    return strip_motion_modules(motion_unet, folder)
+
+
+def strip_motion_modules(motion_unet, folder):
+    """The UNetMotionModel's 2D weights as a UNet2DConditionModel (config from folder/unet_2d)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(Path(folder) / "unet_2d"))
+    unet.load_state_dict({k: v for k, v in motion_unet.state_dict().items() if "motion_modules" not in k},
+                         strict=True)
+    return unet.to(motion_unet.dtype)
 
 
 def load_animatediff_components(model: str, dtype: torch.dtype, motion_adapter: str = "") -> dict:

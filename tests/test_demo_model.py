@@ -37,11 +37,17 @@ def test_loads_offline(manager, pipeline, monkeypatch):
     assert type(pipe.unet).__name__ == expected
 
 
-def test_image_unet_is_motion_unet_without_motion_modules(manager):
+def test_image_unet_is_the_bundles_2d_unet(manager):
+    """The image pipelines get unet_2d/'s own weights when stage 3 tuned the video model's 2D layers
+    (--motion-train attention|all), else the motion UNet's weights without its motion modules."""
+    from safetensors.torch import load_file
+
     image = manager.get("tuning_free", DEMO_NAME, device="cpu").unet.state_dict()
     motion = manager.get("animatediff", DEMO_NAME, device="cpu").unet.state_dict()
     assert set(image) == {k for k in motion if "motion_modules" not in k}
-    assert all(np.array_equal(image[k].numpy(), motion[k].numpy()) for k in list(image)[:20])
+    own = sorted((DEMO_DIR / "unet_2d").glob("*.safetensors"))
+    truth = {k: v for f in own for k, v in load_file(f).items()} if own else motion
+    assert all(np.array_equal(image[k].numpy(), truth[k].float().numpy()) for k in list(image)[:20])
 
 
 @pytest.mark.parametrize("pipeline", ["animatediff", "tuning_free"])

@@ -72,24 +72,84 @@ def test_motion_rule_reads_rendered_motion_and_rejects_reversed():
             assert not motion_followed(parsed[a:b + 1][::-1], motion), text
 
 
-def test_motion_stage_alone_keeps_2d_weights(tmp_path):
+def _stage_alone(tmp_path, which: str):
     from genl.demo.train import TrainConfig, train
-    from safetensors.torch import load_file
 
     init = tmp_path / "init"
     shutil.copytree(cached_tiny_models()["animatediff"], init)
     tiny_unet().save_config(init / "unet_2d")
-    out = tmp_path / "out"
+    out = tmp_path / which
     cfg = TrainConfig(stage="motion", init=str(init), out=str(out), minutes_motion=0.01, motion_videos=2,
-                      motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1)
-    log = train(cfg)
-    before, after = (load_file(next((d / "unet").glob("*.safetensors"))) for d in (init, out))
+                      motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1,
+                      motion_train=which, probe_clips=2)
+    return init, out, train(cfg)
+
+
+def _unet_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(next((folder / "unet").glob("*.safetensors")))
+
+
+def test_motion_stage_alone_keeps_2d_weights(tmp_path):
+    init, out, log = _stage_alone(tmp_path, "modules")
+    before, after = _unet_weights(init), _unet_weights(out)
     motion_keys = [k for k in before if "motion_modules" in k]
     assert log["stages"]["motion"]["steps"] >= 1 and log["motion_warm_start"]
     # the bundle is saved in fp16: compare against the initial weights rounded the same way
     assert all(torch.equal(before[k].half(), after[k]) for k in before if "motion_modules" not in k)
     assert any(not torch.equal(before[k].half(), after[k]) for k in motion_keys)
     assert (out / "unet_2d" / "config.json").exists() and (out / "training_log_motion.json").exists()
+    assert not list((out / "unet_2d").glob("*.safetensors"))  # the 2D weights are stored once
+    assert set(log["direction_probe"]) == {"before", "after"}
+
+
+def test_text_aware_motion_stage_keeps_the_image_unet_apart(tmp_path):
+    """--motion-train all: the video model's 2D weights learn, the image pipelines load the untouched 2D
+    weights from unet_2d/, and the bundle still loads with diffusers' own classes."""
+    from diffusers import AnimateDiffPipeline
+
+    from genl.models import image_unet_of_animatediff
+
+    init, out, log = _stage_alone(tmp_path, "all")
+    before, after = _unet_weights(init), _unet_weights(out)
+    changed = {k for k in before if "motion_modules" not in k and not torch.equal(before[k].half(), after[k])}
+    assert any(".attentions." in k and "attn2" in k for k in changed)  # the cross-attention to the caption
+    motion = AnimateDiffPipeline.from_pretrained(out).unet
+    image = image_unet_of_animatediff(out, motion).state_dict()
+    assert set(image) == {k for k in before if "motion_modules" not in k}
+    assert all(torch.equal(before[k].half(), image[k].half()) for k in image)
+
+
+def test_motion_loss_weights_frame_to_frame_error():
+    from genl.demo.train_motion import motion_loss
+
+    noise = torch.zeros(1, 1, 4, 2, 2)
+    shared = torch.ones_like(noise)  # the same error in every frame: no flicker
+    flicker = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(1, 1, 4, 1, 1).expand_as(noise)
+    (l_shared, p_shared), (l_flicker, p_flicker) = (motion_loss(p, noise, 1.0) for p in (shared, flicker))
+    assert p_shared["mse"] == p_flicker["mse"] == 1.0
+    assert p_shared["temporal"] == 0.0 and p_flicker["temporal"] == 4.0
+    assert l_flicker > l_shared
+
+
+def test_direction_probe_reverses_only_the_direction():
+    from genl.demo.motion_probe import probe_windows
+
+    frames, true, flipped = probe_windows(4, 32)
+    assert frames.shape == (4, 16, 32, 32, 3)
+    for a, b in zip(true, flipped):
+        pa, pb = parse_caption(a), parse_caption(b)
+        assert pa["motion"] in ("left", "right", "up", "down") and pb["motion"] != pa["motion"]
+        assert {k: v for k, v in pa.items() if k != "motion"} == {k: v for k, v in pb.items() if k != "motion"}
+
+
+def test_smoke_cli_trains_every_stage(tmp_path):
+    from genl.demo.__main__ import main
+
+    assert main(["train", "--smoke", "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "unet_2d" / "diffusion_pytorch_model.safetensors").exists()  # default: all
+    assert (tmp_path / "m" / "training_log.json").exists()
 
 
 def test_config_text():

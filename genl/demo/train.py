@@ -26,7 +26,7 @@ from genl.demo.world import caption, random_clip, render_clip
 
 from .components import (ModelConfig, build_motion_adapter, build_scheduler, build_text_encoder, build_tokenizer,
                          build_unet, build_vae)
-from .train_motion import motion_data_for, save_bundle, train_motion_modules, train_motion_stage_only
+from .train_motion import motion_data_for, probe, save_bundle, train_motion_modules, train_motion_stage_only
 
 
 @dataclass
@@ -52,6 +52,10 @@ class TrainConfig:
     warmup_motion: int = 100
     ema: float = 0.999
     ema_motion: float = 0.999
+    motion_train: str = "all"       # stage 3 trains "modules" (the motion modules alone) or "all" UNet weights
+    lr_2d_scale: float = 0.2        # learning rate of the 2D weights stage 3 trains, relative to lr_motion
+    temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
+    probe_clips: int = 32           # held-out clips of the direction probe before/after stage 3 (0: none)
     caption_dropout: float = 0.1
     log_every: int = 50
     seed: int = 0
@@ -99,34 +103,38 @@ class Stage:
     """Wall-clock budget, warmup + cosine learning rate over the budget's fraction, and a loss log."""
 
     def __init__(self, name, params, lr, minutes, warmup, log_every):
+        """`params`: tensors, or param groups whose optional "lr_scale" multiplies the stage's learning rate."""
         self.name, self.lr, self.budget, self.warmup, self.log_every = name, lr, minutes * 60, warmup, log_every
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
-        self.params = list(params) if not isinstance(params, list) else params
         self.start, self.step, self.acc, self.log = time.time(), 0, [], []
 
     def running(self) -> bool:
         return time.time() - self.start < self.budget
 
-    def update(self, loss: torch.Tensor) -> None:
+    def update(self, loss: torch.Tensor, **parts: torch.Tensor) -> None:
+        """One optimiser step on `loss`; `parts` (named loss terms) are averaged into the log beside it."""
         frac = min(1.0, (time.time() - self.start) / max(self.budget, 1e-9))
         lr = self.lr * min(1.0, (self.step + 1) / self.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
         self.opt.step()
         self.step += 1
-        self.acc.append(loss.detach())
+        self.acc.append(torch.stack([loss.detach(), *(v.detach() for v in parts.values())]))
         if self.step % self.log_every == 0:
-            value = torch.stack(self.acc).mean().item()
+            means = torch.stack(self.acc).mean(0).tolist()
             self.acc = []
-            self.log.append({"step": self.step, "seconds": round(time.time() - self.start, 1), "loss": value})
-            print(f"[{self.name}] step {self.step} {time.time() - self.start:.0f}s loss {value:.4f} lr {lr:.2e}",
-                  flush=True)
+            entry = {"step": self.step, "seconds": round(time.time() - self.start, 1), "loss": means[0]}
+            entry |= dict(zip(parts, means[1:]))
+            self.log.append(entry)
+            extra = "".join(f" {k} {v:.4f}" for k, v in zip(parts, means[1:]))
+            print(f"[{self.name}] step {self.step} {time.time() - self.start:.0f}s loss {means[0]:.4f}{extra} "
+                  f"lr {lr:.2e}", flush=True)
 
     def summary(self) -> dict:
-        final = self.log[-1]["loss"] if self.log else (torch.stack(self.acc).mean().item() if self.acc else None)
+        final = self.log[-1]["loss"] if self.log else (torch.stack(self.acc)[:, 0].mean().item() if self.acc else None)
         return {"steps": self.step, "seconds": round(time.time() - self.start, 1), "final_loss": final,
                 "loss": self.log}
 
@@ -248,6 +256,7 @@ def train(cfg: TrainConfig) -> dict:
         minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.5))
     motion, log["stages"]["motion"] = train_motion_modules(motion, ema_te, tok, data, sched, cfg, Stage, minutes,
                                                            device, _autocast(device))
+    probe(motion, vae, ema_te, tok, sched, cfg, device, _autocast(device), log, "after")
     save_bundle(cfg.out, vae, ema_te, tok, motion, build_motion_adapter(mc), sched, ema_unet)
     out = Path(cfg.out)
     log["total_seconds"] = round(time.time() - t0, 1)

@@ -4,9 +4,9 @@ Why windows of long videos rather than 16-frame clips only: at generation time e
 sees a 16-frame window of a 64..128-frame video whose segments last 16..64 frames, so objects cover the
 caption's travel at many speeds and windows straddle prompt changes. Training on the same windows, with
 the same per-window text condition the pipeline builds (the segments' embeddings weighted by their share of
-the window's frames, `Timeline.clip_prompt_mix` + linear `mix_embeddings`), closes that gap. The 2D UNet,
-VAE and text encoder stay frozen (the image pipelines reuse the 2D weights), only the motion modules learn,
-and their EMA is what gets saved.
+the window's frames, `Timeline.clip_prompt_mix` + linear `mix_embeddings`), closes that gap. The VAE and text encoder
+stay frozen; besides the motion modules, `--motion-train all` (default) unfreezes the 2D UNet too, because diffusers' motion modules never see the text (see `trainable_groups`). The image
+pipelines keep the untouched 2D weights, stored in unet_2d/ when they differ. The EMA is what gets saved.
 
 `python -m genl.demo train --stage motion --init assets/demo-model --out ...` retrains this stage alone on
 top of a finished bundle.
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genl.demo.world import caption, random_long_video, render_long_video
 
@@ -114,11 +113,50 @@ def window_condition(text_encoder, data: MotionData, frames: torch.Tensor, empty
     return torch.where(drop, empty, window)
 
 
+TRAINABLE = ("modules", "all")  # what stage 3 trains: the motion modules alone, or every UNet weight
+
+
+def trainable_groups(motion, which: str, lr_2d_scale: float) -> list[dict]:
+    """Param groups of a UNetMotionModel for stage 3, unfreezing what `which` names.
+
+    Why more than the motion modules: diffusers' motion modules never receive the text (`motion_module(h,
+    num_frames=...)`, and MotionAdapter builds them without cross-attention), so "moving right" can only reach
+    them through the features the 2D layers write before them. "all" trains the 2D weights too: the
+    cross-attention to the caption can write the direction word into those features, and the spatial layers
+    adapt to the motion modules' output (the only place a frame's position in time enters). The 2D weights
+    learn at lr x `lr_2d_scale`; the image UNet is stored apart in unet_2d/ whenever they change
+    (`save_bundle`). (Training only the 2D attention blocks segfaulted in CPU autograd, torch 2.13.)"""
+    if which not in TRAINABLE:
+        raise ValueError(f"Unknown --motion-train '{which}'. Choose one of: {', '.join(TRAINABLE)}.")
+    motion.freeze_unet2d_params()  # leaves the motion modules trainable
+    two_d = []
+    for name, p in motion.named_parameters():
+        if "motion_modules" in name:
+            continue
+        if which == "all":
+            p.requires_grad_(True)
+            two_d.append(p)
+    modules = [p for n, p in motion.named_parameters() if "motion_modules" in n]
+    return [{"params": modules, "lr_scale": 1.0}] + ([{"params": two_d, "lr_scale": lr_2d_scale}] if two_d else [])
+
+
+def motion_loss(pred: torch.Tensor, noise: torch.Tensor, temporal_weight: float) -> tuple[torch.Tensor, dict]:
+    """Epsilon MSE plus `temporal_weight` x the MSE of the error's frame-to-frame differences.
+
+    The second term is zero for an error shared by all frames and largest for one that flips from frame to
+    frame, so it weights up exactly what shows as flicker, jumps and identity changes between adjacent frames
+    (pred, noise: (B, C, F, h, w))."""
+    err = pred.float() - noise
+    mse = err.pow(2).mean()
+    temporal = err.diff(dim=2).pow(2).mean()
+    return mse + temporal_weight * temporal, {"mse": mse, "temporal": temporal}
+
+
 def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sched, cfg, stage_cls, minutes: float,
                          device, autocast) -> tuple[torch.nn.Module, dict]:
-    """Train the motion modules of `motion` (a UNetMotionModel whose 2D weights are frozen); returns the
-    EMA copy of the model and the stage summary."""
-    motion.freeze_unet2d_params()
+    """Train the motion modules of `motion` (a UNetMotionModel) and the 2D parts cfg.motion_train names;
+    returns the EMA copy of the model and the stage summary."""
+    groups = trainable_groups(motion, cfg.motion_train, cfg.lr_2d_scale)
     motion.train()
     text_encoder.eval().requires_grad_(False)
     names = [n for n, p in motion.named_parameters() if p.requires_grad]
@@ -128,7 +166,7 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
     alphas = sched.alphas_cumprod.to(device)
     empty = torch.tensor(tokenizer([""], padding="max_length", max_length=data.ids.shape[1]).input_ids,
                          device=device)
-    st = stage_cls("motion", trainable, cfg.lr_motion, minutes, cfg.warmup_motion, cfg.log_every)
+    st = stage_cls("motion", groups, cfg.lr_motion, minutes, cfg.warmup_motion, cfg.log_every)
     while st.running():
         frames = sample_windows(data, cfg.batch_motion)
         z = (data.means[frames] + data.stds[frames] * torch.randn_like(data.means[frames])) * data.scaling
@@ -141,11 +179,24 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
             states = window_condition(text_encoder, data, frames, empty, cfg.caption_dropout)
         with autocast:
             pred = motion(zt, t, encoder_hidden_states=states.repeat_interleave(WINDOW, dim=0)).sample
-        st.update(F.mse_loss(pred.float(), noise))
+        loss, parts = motion_loss(pred, noise, cfg.temporal_loss)
+        st.update(loss, **parts)
         decay = min(cfg.ema_motion, (1 + st.step) / (10 + st.step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, trainable, 1 - decay)
     return ema, st.summary()
+
+
+def probe(unet, vae, text_encoder, tokenizer, sched, cfg, device, autocast, log: dict, when: str) -> None:
+    """`genl.demo.motion_probe.direction_probe` on cfg.probe_clips held-out clips, into log["direction_probe"]."""
+    if cfg.probe_clips <= 0:
+        return
+    from .motion_probe import direction_probe, probe_windows
+
+    clips = probe_windows(cfg.probe_clips, cfg.model.size)
+    result = direction_probe(unet.eval(), vae, text_encoder, tokenizer, sched, clips, device, autocast)
+    log.setdefault("direction_probe", {})[when] = result
+    print(f"direction probe ({when}): {result}", flush=True)
 
 
 def motion_data_for(vae, tokenizer, cfg, device, autocast, log: dict) -> MotionData:
@@ -165,6 +216,8 @@ def motion_data_for(vae, tokenizer, cfg, device, autocast, log: dict) -> MotionD
 def train_motion_stage_only(cfg) -> dict:
     """Retrain the motion modules on top of the bundle in cfg.init; write the new bundle to cfg.out."""
     from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
+
+    from genl.models import image_unet_of_animatediff, strip_motion_modules
 
     from .train import Stage, _autocast, start_run
 
@@ -188,15 +241,19 @@ def train_motion_stage_only(cfg) -> dict:
          "motion_transformer_layers_per_mid_block": layers})
     log["motion_warm_start"] = bool(keep)
     log["motion_adapter"] = json.loads(_public(adapter.config))
-    unet2d = _image_unet(pipe.unet, init)
-    motion = UNetMotionModel.from_unet2d(unet2d, adapter).to(device)
+    image_unet = image_unet_of_animatediff(init, pipe.unet)
+    # the video model's 2D weights (changed by an earlier stage 3 that trained them) and its motion modules
+    motion = pipe.unet if keep else UNetMotionModel.from_unet2d(strip_motion_modules(pipe.unet, init), adapter)
+    motion = motion.float().to(device)
     del pipe.unet
     minutes = cfg.minutes_motion
     if cfg.max_minutes > 0:
-        minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.3))
+        minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.3 - 0.1 * (cfg.probe_clips > 0)))
+    probe(motion, vae, text_encoder, pipe.tokenizer, pipe.scheduler, cfg, device, autocast, log, "before")
     ema, log["stages"]["motion"] = train_motion_modules(motion, text_encoder, pipe.tokenizer, data,
                                                         pipe.scheduler, cfg, Stage, minutes, device, autocast)
-    save_bundle(cfg.out, vae, text_encoder, pipe.tokenizer, ema, adapter, pipe.scheduler, init / "unet_2d")
+    probe(ema, vae, text_encoder, pipe.tokenizer, pipe.scheduler, cfg, device, autocast, log, "after")
+    save_bundle(cfg.out, vae, text_encoder, pipe.tokenizer, ema, adapter, pipe.scheduler, image_unet)
     log["total_seconds"] = round(time.time() - t0, 1)
     Path(cfg.out, "training_log_motion.json").write_text(json.dumps(log, indent=1))
     if (init / "training_log.json").exists() and Path(cfg.out).resolve() != init.resolve():
@@ -210,30 +267,24 @@ def _public(config) -> str:
     return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True)
 
 
-def _image_unet(motion_unet, init: Path):
-    """The bundle's image UNet: the motion UNet's weights without its motion modules."""
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(init / "unet_2d"))
-    unet.load_state_dict({k: v for k, v in motion_unet.state_dict().items() if "motion_modules" not in k},
-                         strict=True)
-    return unet
-
-
-def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, unet_2d_config) -> None:
-    """fp16 AnimateDiff folder (UNet sharded at 15 MB) plus the image UNet's config in unet_2d/."""
+def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, image_unet) -> None:
+    """fp16 AnimateDiff folder (UNet sharded at 15 MB) plus the image UNet in unet_2d/: its config only when
+    the motion UNet holds the same 2D weights, its weights too when stage 3 trained them."""
     from diffusers import AnimateDiffPipeline
 
     motion = motion.eval().requires_grad_(False)
     adapter.load_state_dict({k: v for k, v in motion.state_dict().items() if "motion_modules" in k}, strict=True)
+    image = image_unet.state_dict()
+    same_2d = all(torch.equal(v.float().cpu(), image[k].float().cpu())
+                  for k, v in motion.state_dict().items() if "motion_modules" not in k)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = AnimateDiffPipeline(vae=vae.half().cpu(), text_encoder=text_encoder.half().cpu(), tokenizer=tokenizer,
                                unet=motion.half().cpu(), motion_adapter=adapter.half().cpu(), scheduler=scheduler)
     pipe.save_pretrained(out, max_shard_size="15MB")
-    if isinstance(unet_2d_config, (str, Path)):
-        (out / "unet_2d").mkdir(exist_ok=True)
-        if (Path(unet_2d_config) / "config.json").resolve() != (out / "unet_2d" / "config.json").resolve():
-            shutil.copy(Path(unet_2d_config) / "config.json", out / "unet_2d" / "config.json")
+    for old in [*(out / "unet_2d").glob("*.safetensors"), *(out / "unet_2d").glob("*.index.json")]:
+        old.unlink()
+    if same_2d:
+        image_unet.save_config(out / "unet_2d")
     else:
-        unet_2d_config.save_config(out / "unet_2d")
+        image_unet.half().cpu().save_pretrained(out / "unet_2d", max_shard_size="15MB")
