@@ -147,9 +147,11 @@ def main():
     ap.add_argument("--pipeline", default="animatediff", choices=["animatediff", "tuning_free"])
     ap.add_argument("--model", default="demo")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip", default="", help="comma-separated config names to leave out (e.g. 'shifted S=M/2 pyramid')")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
-    configs = configs_for(args.schedule)
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    configs = [c for c in configs_for(args.schedule) if c[0] not in skip]
     if args.pipeline != "animatediff" and any(c[5] == "motion" for c in configs):
         raise SystemExit("Motion-module fusion is measured on the animatediff pipeline.")
     mm = ModelManager()
@@ -194,7 +196,7 @@ def write_results(args, rows: list[dict]) -> dict:
     info = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__, "pipeline": args.pipeline, "model": args.model, "videos": args.videos,
             "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "size": args.size,
-            "schedule": args.schedule, "date": time.strftime("%Y-%m-%d")}
+            "schedule": args.schedule, "skip": args.skip, "frames": args.frames, "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"quality_{args.pipeline}" + ("" if args.schedule == "classic" else "_" + args.schedule.replace(",", "-"))
