@@ -4,37 +4,23 @@ Never runs `playwright install`: it uses /usr/bin/chromium and skips cleanly whe
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import av
 import pytest
 
-CHROMIUM = os.environ.get("GENL_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ROOT = Path(__file__).resolve().parent.parent
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+from browser import open_page, sync_api  # noqa: E402  (skips this module without Chromium / Playwright)
 
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1600}, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
-        page.get_by_role("tab", name="Text → video").wait_for()
+    with open_page(server.url, accept_downloads=True) as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def set_cell(page, row: int, col: int, value) -> None:

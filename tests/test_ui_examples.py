@@ -2,34 +2,16 @@
 result made ahead at once, without running a job. Never runs `playwright install`."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from browser import open_page
 from ui.examples import SHOWN, tab_examples
-
-CHROMIUM = os.environ.get("GENL_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1800})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
-        page.get_by_role("tab", name="Text → video").wait_for()
+    with open_page(server.url, height=1800) as page:
         yield page
-        context.close()
-        browser.close()
 
 
 @pytest.mark.parametrize("tab,title", [("text", "Text → video"), ("edit", "Edit a video")])

@@ -15,17 +15,12 @@ import pytest
 
 from conftest_app import SYNTHETIC_JOB, free_port
 
-CHROMIUM = os.environ.get("GENL_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
 # GENL_SCREENSHOTS=docs/screenshots refreshes the README's Jobs screenshots; by default they stay test artifacts
 SCREENSHOTS = Path(os.environ.get("GENL_SCREENSHOTS", Path(__file__).resolve().parent / "artifacts"))
 VIDEO = ROOT / "assets" / "examples" / "red_circle_grass.mp4"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+from browser import open_page, sync_api  # noqa: E402  (skips this module without Chromium / Playwright)
 expect = sync_api.expect
 
 
@@ -47,16 +42,8 @@ def app():
 
 @pytest.fixture(scope="module")
 def page(app):
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(app[1])
-        page.get_by_role("tab", name="Jobs").wait_for()
+    with open_page(app[1], height=1000, timeout_ms=30_000, ready_tab="Jobs") as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def text_job(studio, seed: int):
