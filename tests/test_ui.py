@@ -24,13 +24,31 @@ def page(server):
 
 
 def set_cell(page, row: int, col: int, value) -> None:
-    """Edit a cell of the (first visible) timeline table: double-click, type, Enter."""
+    """Edit a cell of the (first visible) timeline table: double-click, type, Enter; again if the table was
+    re-rendered by a server update in between (the edit is then lost), until the cell shows the value."""
     cell = page.locator(f'[data-testid="cell-{row}-{col}"]').first
-    cell.dblclick()
-    editor = cell.locator("textarea, input").first
-    editor.fill(str(value))
-    editor.press("Enter")
-    page.wait_for_timeout(150)
+    for _ in range(4):
+        cell.dblclick()
+        editor = cell.locator("textarea, input").first
+        editor.fill(str(value))
+        editor.press("Enter")
+        try:
+            page.wait_for_function("([row, col, value]) => {"
+                                   " const c = document.querySelector(`[data-testid=\"cell-${row}-${col}\"]`);"
+                                   " return c && c.innerText.replace(/\u22ee/g, '').trim() === value.trim(); }",
+                                   arg=[row, col, str(value)],
+                                   timeout=3000)
+            page.wait_for_timeout(300)  # let the estimate round trip settle before the next edit
+            if first_line(cell) == str(value).strip():
+                return
+        except sync_api.TimeoutError:
+            pass
+    raise AssertionError(f"Timeline cell ({row}, {col}) did not take the value {value!r}.")
+
+
+def first_line(cell) -> str:
+    """A cell's value, without the '⋮' of the menu some cells hold."""
+    return cell.inner_text().replace("\u22ee", "").strip()
 
 
 def set_number(page, label: str, value) -> None:
@@ -61,7 +79,13 @@ def expect_enabled(button) -> None:
 def fill_text_form(page, server) -> None:
     """Two timeline rows in frames and a tiny, fast job in the Advanced accordion (idempotent)."""
     page.get_by_role("tab", name="Text → video").click()
-    page.get_by_label("frames", exact=True).first.check()
+    unit = page.get_by_label("frames", exact=True).first
+    if not unit.is_checked():  # the switch rewrites every row on the server: wait for it before editing
+        end = page.locator('[data-testid="cell-0-1"]').first
+        before = first_line(end)
+        unit.check()
+        page.wait_for_function("before => document.querySelector('[data-testid=\"cell-0-1\"]')"
+                               ".innerText.replace(/\u22ee/g, '').trim() !== before", arg=before)
     set_cell(page, 0, 0, 0)
     set_cell(page, 0, 1, 7)
     set_cell(page, 0, 2, "a red circle moving left")
@@ -123,7 +147,8 @@ def test_text_to_video_in_the_browser(server, page, tmp_path):
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "ui_phone_jobs.png"), full_page=True)
     shown = page.locator(".genl-jobs th").evaluate_all(
-        "hs => hs.filter(h => getComputedStyle(h).display != 'none').map(h => h.innerText.trim())")
+        "hs => hs.filter(h => getComputedStyle(h).display != 'none')"
+        ".map(h => h.innerText.split('\\n')[0].trim())")  # without the column menu's '⋮'
     assert shown == ["status", "result", "created", "prompt"]
     page.get_by_role("tab", name="Text → video").click()
     page.wait_for_timeout(500)
