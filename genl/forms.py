@@ -19,8 +19,11 @@ def seed_value(seed, randomize: bool) -> int:
     return int(seed)
 
 
-def codenoise(clip_length, stride, weights, loop=False) -> CoDenoiseSettings:
-    return CoDenoiseSettings(clip_length=int(clip_length), stride=int(stride), weights=str(weights), loop=bool(loop))
+def codenoise(clip_length, stride, weights, loop=False, schedule=None) -> CoDenoiseSettings:
+    """schedule: the window schedule's name (genl/plan.py); None or empty keeps the settings' default."""
+    extra = {"schedule": str(schedule)} if schedule else {}
+    return CoDenoiseSettings(clip_length=int(clip_length), stride=int(stride), weights=str(weights), loop=bool(loop),
+                             **extra)
 
 
 def _common(values: dict) -> dict:
@@ -34,7 +37,7 @@ def _common(values: dict) -> dict:
                 seed=seed_value(values.get("seed"), bool(values.get("randomize"))),
                 model=str(values.get("model") or "demo"),
                 codenoise=codenoise(values["clip_length"], values["stride"], values["weights"],
-                                    values.get("loop", False)))
+                                    values.get("loop", False), values.get("schedule")))
 
 
 def generate_settings(values: dict) -> GenerateSettings:

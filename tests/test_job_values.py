@@ -119,10 +119,16 @@ def test_keyframes_and_text_timelines():
 
 def test_settings_without_a_field_are_named():
     settings = forms.generate_settings(common.form_values(base_values()))
-    settings.codenoise.schedule, settings.motion = "shifted", (1.0, 0.0)
+    settings.codenoise.loop, settings.motion = True, (1.0, 0.0)
     tab, loaded, notes = job_values.job_values(settings.to_dict())
     assert tab == job_values.TEXT and len(notes) == 1
-    assert "codenoise.schedule" in notes[0] and "motion" in notes[0] and "seed" not in notes[0]
+    assert "codenoise.loop" in notes[0] and "motion" in notes[0] and "seed" not in notes[0]
+
+
+def test_the_clip_schedule_has_a_field_and_round_trips():
+    loaded = round_trip(forms.generate_settings, base_values(schedule="shifted", stride=8), job_values.TEXT)
+    assert loaded["schedule"] == "shifted"
+    assert build(forms.generate_settings, base_values())["codenoise"]["schedule"] == "fixed"  # the default
 
 
 def test_previews_have_no_tab():

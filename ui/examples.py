@@ -19,7 +19,7 @@ SHOWN = "Example result, made ahead with these settings (no job ran). Press the 
 # enough to make on a CPU, with clips overlapping (S = M/2) so the result shows co-denoising.
 DEMO_ADVANCED = dict(num_frames=32, fps=8.0, width=128, height=128, model="demo", seed=3, randomize=False,
                      steps=8, guidance=7.5, scheduler="ddim", clip_length=16, stride=8, weights="flat",
-                     negative_prompt="", unit="seconds")
+                     schedule="fixed", negative_prompt="", unit="seconds")
 
 
 @dataclass(frozen=True)
