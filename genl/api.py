@@ -8,6 +8,7 @@ before `run_job` returns.
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -42,10 +43,11 @@ def run_job(settings, out_dir, *, progress: Optional[Progress] = None, is_cancel
     return kind.save(frames, settings, ctx)
 
 
-@lru_cache(maxsize=1)
-def measured_rates() -> dict:
-    """(family, schedule, fusion) -> UNet frame-evaluations/s at 512x512 from the eager rows of the GPU
-    speed bench (bench/results/speed.json); empty when the file is missing (an installed package)."""
+@lru_cache(maxsize=2)
+def measured_rates(compiled: bool = False) -> dict:
+    """(family, schedule, fusion) -> UNet frame-evaluations/s at 512x512 from the GPU speed bench's rows for
+    the canonical 128-frame job (bench/results/speed.json), eager or compiled ones; empty when the file is
+    missing (an installed package). Rows under a memory cap or at other lengths are left out."""
     try:
         rows = json.loads(SPEED_RESULTS.read_text())["results"]
     except (OSError, ValueError, KeyError):
@@ -53,11 +55,17 @@ def measured_rates() -> dict:
     names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed"}
     rates = {}
     for name, row in sorted(rows.items(), key=lambda kv: "isolated" in kv[0]):  # paper/shifted rows win
-        if row.get("compiled") != "eager" or row.get("schedule") not in names or not row.get("unet_frames_per_s"):
+        if ((row.get("compiled") != "eager") != compiled or row.get("schedule") not in names
+                or not row.get("unet_frames_per_s") or row.get("memory_cap_gib") or row.get("frames") != 128):
             continue
         family = "animatediff" if name.startswith("ad_") else "sd"
         rates.setdefault((family, names[row["schedule"]], row["fusion"]), float(row["unet_frames_per_s"]))
     return rates
+
+
+def compiles_on_gpu() -> bool:
+    """Whether the worker compiles its UNets on CUDA (genl.models.ModelManager's default; GENL_COMPILE=0 stops it)."""
+    return os.environ.get("GENL_COMPILE", "").strip() != "0"
 
 
 def estimate(settings) -> dict:
@@ -79,7 +87,8 @@ def estimate(settings) -> dict:
     if isinstance(settings, EditSettings):
         evals += settings.strength * frames_per_pass
     device = "cuda" if (settings.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
-    measured = measured_rates().get((family, cn.schedule, "motion" if motion else "output"))
+    key = (family, cn.schedule, "motion" if motion else "output")
+    measured = (compiles_on_gpu() and measured_rates(True).get(key)) or measured_rates(False).get(key)
     rate = (measured if device == "cuda" and measured else RATES[(device, family)])
     rate *= (512 * 512) / (settings.width * settings.height)
     if settings.model == DEMO_NAME:

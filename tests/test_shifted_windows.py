@@ -164,7 +164,8 @@ def test_co_denoise_sample_with_the_shifted_plan_equals_whole_video():
 
 
 def test_estimate_uses_the_measured_rate_of_the_chosen_schedule(monkeypatch):
-    """On a GPU the UI's estimate divides each schedule's frame evaluations by its rate in speed.json."""
+    """On a GPU the UI's estimate divides each schedule's frame evaluations by its rate in speed.json: the
+    compiled row where the worker compiles (the default) and there is one, else the eager row."""
     import json
 
     from genl import api
@@ -172,7 +173,10 @@ def test_estimate_uses_the_measured_rate_of_the_chosen_schedule(monkeypatch):
 
     rows = json.loads(api.SPEED_RESULTS.read_text())["results"]
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    for schedule, stride, row in (("fixed", 4, "ad_paper_eager"), ("shifted", 16, "ad_shifted_eager")):
+    cases = [("", "fixed", 4, "ad_paper_eager"), ("", "shifted", 16, "ad_shifted_compiled"),
+             ("0", "shifted", 16, "ad_shifted_eager")]
+    for env, schedule, stride, row in cases:
+        monkeypatch.setenv("GENL_COMPILE", env)
         s = GenerateSettings(prompt="a red circle", num_frames=128, steps=50, model="some/model",
                              codenoise=CoDenoiseSettings(stride=stride, schedule=schedule, weights="pyramid"))
         est = api.estimate(s)
