@@ -30,12 +30,12 @@ def test_example_fills_the_tab_and_shows_its_result(server, page, tab, title):
     assert example.result.name in (video.get_attribute("src") or "")
     # the fields: the timeline's prompts, the Advanced settings, the source prompt of an edit
     for row in example.values["rows"]:
-        panel.locator("table").get_by_text(row[2], exact=True).first.wait_for()
+        panel.locator('[role="gridcell"]', has_text=row[2]).first.wait_for()  # the timeline's cells
     if not panel.get_by_label("Length (frames)", exact=True).first.is_visible():
         panel.get_by_text("Advanced", exact=True).first.click()
     values = example.form_values()
     assert float(panel.get_by_label("Length (frames)", exact=True).first.input_value()) == values["num_frames"]
-    assert float(panel.get_by_label("Steps", exact=True).first.input_value()) == values["steps"]
+    assert float(panel.get_by_label("number input for Steps", exact=True).first.input_value()) == values["steps"]
     assert float(panel.get_by_label("Seed", exact=True).first.input_value()) == values["seed"]
     if "source_prompt" in example.values:
         assert panel.get_by_label("Source prompt: what the video shows").first.input_value() == \

@@ -84,12 +84,25 @@ def add_examples(tab: str, form, view) -> None:
     shown = [e for e in tab_examples(tab) if e.result.exists()]
     if not shown:
         return
-    names = list(form.components)
+    from .job_values import FILE_FIELDS
+
+    # uploads are set after the other fields: an upload's inspection keeps timeline rows that fit the video, so
+    # it must see the example's rows, not the tab's old ones (Gradio fires the upload's change meanwhile)
+    names = [n for n in form.components if n not in FILE_FIELDS]
+    files = [n for n in form.components if n in FILE_FIELDS]
     rows = []
     for e in shown:
         values = e.form_values()
         rows.append([values.get(n, form[n].value) for n in names]
                     + [str(e.result), status_html("example", SHOWN)])
-    gr.Examples(rows, inputs=[*form.inputs, view["video"], view["status"]], label="Examples (results made ahead)",
-                example_labels=[e.label for e in shown], run_on_click=False, cache_examples=False,
-                elem_id=f"genl-examples-{tab}")
+    examples = gr.Examples(rows, inputs=[*(form[n] for n in names), view["video"], view["status"]],
+                           label="Examples (results made ahead)", example_labels=[e.label for e in shown],
+                           run_on_click=False, cache_examples=False, elem_id=f"genl-examples-{tab}")
+    if files:
+        def uploads(sample):
+            values = shown[sample[0] if isinstance(sample, (list, tuple)) else int(sample)].form_values()
+            out = [values.get(n) or None for n in files]
+            return out if len(out) > 1 else out[0]
+
+        examples.load_input_event.then(uploads, [examples.dataset], [form[n] for n in files],
+                                       show_progress="hidden", queue=False)
