@@ -129,7 +129,7 @@ def test_edit_anything_needs_an_object(server, client):
 def edge_job(**overrides):
     params = dict(rows=dict(ROWS, data=[[0, 15, "a yellow star moving right over snow", ""]]), unit="frames",
                   control_video=handle_file(str(EXAMPLE)), fps=8, control_type="edges", controlnet="",
-                  control_scale=1.0, control_maps=None, second_video=None,
+                  control_scale=1.0, control_maps=None, second_video=None, third_video=None,
                   num_frames=16, width=64, height=64, model="demo", seed=1, randomize=False, steps=4,
                   guidance=7.5, scheduler="ddim", clip_length=8, stride=4, weights="flat", negative_prompt="")
     params.update(overrides)

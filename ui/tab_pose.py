@@ -79,7 +79,7 @@ def make(values):
 def create_demo(studio) -> gr.Blocks:
     demo_default = common.pick_default_model(studio) == common.DEMO
 
-    def preview(path, kind, detector, model, f, w, h):
+    def preview(path, kind, model, f, w, h, detector=""):  # detector last: older API clients send six values
         try:
             got = studio.preview_controls(path, kind, model or "demo", detector=detector or "", fps=f or None,
                                           size=(int(w), int(h)) if w and h else None)
@@ -90,8 +90,8 @@ def create_demo(studio) -> gr.Blocks:
     def wire(parts):
         form, adv, w = parts.form, parts.advanced, parts.widgets
         wire_upload_inspection(studio, parts, form["control_video"])
-        w["preview"].click(preview, [form["control_video"], form["control_type"], form["detector"], adv["model"],
-                                     form["fps"], adv["width"], adv["height"]],
+        w["preview"].click(preview, [form["control_video"], form["control_type"], adv["model"], form["fps"],
+                                     adv["width"], adv["height"], form["detector"]],
                            [w["strip"], w["download"], w["note"]], api_name="control_preview")
         add_examples("pose", form, parts.view)
 
