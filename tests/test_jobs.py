@@ -157,8 +157,10 @@ def test_studio_restart_recovery(tmp_path):
         s.close()
 
 
-def test_preview_stays_under_five_percent_of_run_time(tmp_path):
-    def slow_decoder(latents):  # a preview that costs 5 ms
+def test_preview_cost_stays_within_its_share_of_run_time(tmp_path):
+    """Each preview waits cost/max_share after the last one, so all previews but the latest cost at most
+    max_share (4 %) of the time since the first: the bound holds however slow the machine is."""
+    def slow_decoder(latents):  # a preview that costs 5 ms or more
         time.sleep(0.005)
         return np.zeros((latents.shape[1], 4, 4, 3), np.uint8)
 
@@ -169,7 +171,7 @@ def test_preview_stays_under_five_percent_of_run_time(tmp_path):
         time.sleep(0.002)
         p(x0, "denoise", 1)
     assert p.count >= 2
-    assert p.spent / (time.monotonic() - t0) < 0.05
+    assert p.spent - p._cost <= p.max_share * (time.monotonic() - t0)
 
 
 def test_thread_worker_for_zerogpu(tmp_path):
