@@ -6,6 +6,7 @@ production. Asserted every time: no job lost, no process left behind, every erro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -254,6 +255,29 @@ class App:
         rows = self.client.predict("", api_name="/jobs")[0]["data"]
         return {r[0]: r[2] for r in rows if r[0]}
 
+    def stop(self) -> None:
+        """Kill the app and its workers if still alive (a failed assertion must not leave them running)."""
+        if self.proc.poll() is None:
+            for pid in [self.proc.pid, *self.workers()]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def start_app():
+    """App(outputs) that is stopped at teardown whatever the test did."""
+    apps = []
+
+    def start(outputs: Path) -> App:
+        apps.append(App(outputs))
+        return apps[-1]
+
+    yield start
+    for app in apps:
+        app.stop()
+
 
 def generate_params(prompt="a red circle", steps=2, **kw):
     rows = {"headers": ["from", "to", "prompt", "negative"], "data": [[0, 15, prompt, ""]], "metadata": None}
@@ -274,11 +298,11 @@ def raw_call(app, params) -> str:
     return urllib.request.urlopen(f"{app.url}gradio_api/call/generate/{event}", timeout=60).read().decode()
 
 
-def test_sigterm_mid_job_then_restart_then_kill_9(tmp_path):
+def test_sigterm_mid_job_then_restart_then_kill_9(tmp_path, start_app):
     from gradio_client.exceptions import AppError
 
     outputs = tmp_path / "outputs"
-    app = App(outputs)
+    app = start_app(outputs)
     # hostile input through the API: every error is a sentence, and nothing is queued
     for name in ("num_frames", "fps", "width", "height", "seed", "steps", "guidance", "clip_length", "stride"):
         for bad in BAD:
@@ -311,7 +335,7 @@ def test_sigterm_mid_job_then_restart_then_kill_9(tmp_path):
     assert time.monotonic() - t0 < 20
     assert gone(workers), "a worker outlived the app after SIGTERM"
 
-    again = App(outputs)  # the same outputs folder
+    again = start_app(outputs)  # the same outputs folder
     jobs = again.jobs()
     assert jobs[slow_id] == INTERRUPTED, jobs
     wait_for(lambda: all(again.jobs()[j] == DONE for j in queued_ids), 60, "queued jobs to run after restart")

@@ -129,15 +129,20 @@ def test_thumbnails_appear_when_jobs_finish(app, page):
     assert status >= 400
 
 
-def test_load_settings_into_text_tab(app, page):
-    studio, _ = app
-    job = text_job(studio, seed=4242)
+def load_into_tab(studio, page, job, tab: str) -> None:
+    """Wait for the job, pick it in Jobs, press 'Load these settings into the tab' and see `tab` open."""
     studio.wait(job.id, 60)
     open_jobs(page)
     select_job(page, job.id)
     page.get_by_role("button", name="Load these settings into the tab").click()
     page.locator(".toast-body").filter(has_text=f"Loaded the settings of job {job.id}").first.wait_for()
-    expect(page.get_by_role("tab", name="Text → video")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+
+
+def test_load_settings_into_text_tab(app, page):
+    studio, _ = app
+    job = text_job(studio, seed=4242)
+    load_into_tab(studio, page, job, "Text → video")
     expect(advanced(page, "Seed")).to_have_value("4242")
     expect(advanced(page, "Length (frames)")).to_have_value("12")
     expect(visible(page, "frames")).to_be_checked()
@@ -155,12 +160,7 @@ def test_load_edit_job_with_and_without_its_upload(app, page, tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(VIDEO.read_bytes())
     job = edit_job(studio, video, seed=77)
-    studio.wait(job.id, 60)
-    open_jobs(page)
-    select_job(page, job.id)
-    page.get_by_role("button", name="Load these settings into the tab").click()
-    page.locator(".toast-body").filter(has_text=f"Loaded the settings of job {job.id}").first.wait_for()
-    expect(page.get_by_role("tab", name="Edit a video")).to_have_attribute("aria-selected", "true")
+    load_into_tab(studio, page, job, "Edit a video")
     expect(advanced(page, "Seed")).to_have_value("77")
     expect(visible(page, "Source prompt: what the video shows")).to_have_value("a red circle")
     page.locator(".genl-video-info").locator("visible=true").filter(has_text="16 frames").first.wait_for()
