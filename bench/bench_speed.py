@@ -11,12 +11,16 @@ Configurations (names for --only / --skip; a prefix such as `ad_` or a suffix su
   ad_isolated_eager    fixed S=M clips (no co-denoising: the cost floor of per-clip fusion)
   ad_paper_eager/_compiled          the paper's schedule: fixed windows, S=4, fused model outputs
   ad_shifted_eager/_compiled        shifted_windows, S=M: the grid moves every step, fused model outputs
+  ad_settled_eager/_compiled        "settled": the first 10 % of steps fixed S=M/2 clips, then shifted S=M;
+                                    the compiled row runs all 50 steps and the decode (3 clips per call: two
+                                    batch shapes to compile)
   ad_motion_paper_eager/_compiled   S=4 windows fused inside the motion modules (spatial layers once per frame)
   ad_motion_shifted_eager/_compiled shifted S=M windows fused inside the motion modules
   ad_1024_shifted      1024 frames, 1 step, shifted, per-clip fusion: peak memory
   ad_16gib_shifted     the canonical job with the process capped to 16 GiB, 2 clips per call, decode included
-  sd_isolated_eager, sd_paper_eager/_compiled, sd_shifted_eager/_compiled: SD-1.5 tuning-free with
-                       bi-directional cross-frame attention
+  sd_isolated_eager, sd_paper_eager/_compiled, sd_shifted_eager/_compiled, sd_settled_compiled: SD-1.5
+                       tuning-free with bi-directional cross-frame attention
+`--sdpa cudnn|flash|efficient` restricts PyTorch's attention kernels (default: PyTorch's own choice).
 
     python bench/bench_speed.py --steps 6 --out bench/results                  # GPU, whole run
     python bench/bench_speed.py --steps 6 --only ad_ --out bench/results       # AnimateDiff only
@@ -91,10 +95,11 @@ class Config:
 
 
 def stride_of(cfg: Config, clip: int) -> int:
-    return clip if cfg.schedule in ("shifted", "isolated") else max(1, clip // 4)
+    return clip if cfg.schedule in ("shifted", "isolated", "settled") else max(1, clip // 4)
 
 
-PLAN_SCHEDULE = {"paper": "fixed", "isolated": "fixed", "shifted": "shifted"}  # bench name -> genl/plan.py
+# bench name -> genl/plan.py
+PLAN_SCHEDULE = {"paper": "fixed", "isolated": "fixed", "shifted": "shifted", "settled": "settled"}
 
 
 def real_unet(model: str, device, dtype, smoke: bool = False):
@@ -127,6 +132,7 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("ad_shifted_eager", "ad", "shifted", windows_per_call=SHIFTED_PER_CALL),
     Config("ad_motion_paper_eager", "ad", "paper", "motion"),
     Config("ad_motion_shifted_eager", "ad", "shifted", "motion"),
+    Config("ad_settled_eager", "ad", "settled", windows_per_call=3),
     Config("ad_1024_shifted", "ad", "shifted", frames=1024, steps=1),
     Config("ad_16gib_shifted", "ad", "shifted", steps=2, memory_gib=16.0, windows_per_call=2, decode=True),
     Config("sd_isolated_eager", "sd", "isolated"),
@@ -136,8 +142,10 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("ad_motion_paper_compiled", "ad", "paper", "motion", compiled=True),
     Config("ad_shifted_compiled", "ad", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("ad_paper_compiled", "ad", "paper", compiled=True),
+    Config("ad_settled_compiled", "ad", "settled", compiled=True, windows_per_call=3, steps=50, decode=True),
     Config("sd_shifted_compiled", "sd", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("sd_paper_compiled", "sd", "paper", compiled=True),
+    Config("sd_settled_compiled", "sd", "settled", compiled=True, windows_per_call=3, steps=50, decode=True),
 ]
 
 
@@ -234,7 +242,8 @@ class Bench:
         unet = self.compiled_unet(cfg.model) if cfg.compiled else self.build_unet(cfg.model)
         per_call = cfg.windows_per_call or self.args.windows_per_call
         plan = CoDenoisePlan(num_frames=frames, clip_length=clip, stride=stride, weights="pyramid",
-                             schedule=PLAN_SCHEDULE[cfg.schedule], windows_per_call=per_call)
+                             schedule=PLAN_SCHEDULE[cfg.schedule], windows_per_call=per_call,
+                             num_steps=CANONICAL_STEPS)
         text = random_text(frames, self.cross_dim, self.device, self.dtype, per_frame=True)
 
         if cfg.model == "ad":
@@ -260,7 +269,8 @@ class Bench:
             return co_denoise_sample(sched, latents.clone(), timesteps, plan, denoise)
 
         windows_at = plan.windows_at
-        warm_steps = 0 if frames > 256 else (2 if cfg.schedule == "shifted" else 1)  # every batch shape
+        # every batch shape: shifted steps have 8 or 9 clips; settled ones 15 (first 5 steps), then 8 or 9
+        warm_steps = 0 if frames > 256 else {"shifted": 2, "settled": 7}.get(cfg.schedule, 1)
         sync()
         t0 = time.perf_counter()
         if warm_steps:
@@ -289,7 +299,7 @@ class Bench:
         return {"frames": frames, "clip": clip, "stride": stride, "schedule": cfg.schedule, "fusion": cfg.fusion,
                 "compiled": self.args.compile if cfg.compiled else "eager", "windows_per_call": per_call,
                 "channels_last": bool(cfg.compiled and self.args.channels_last),
-                "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark, "sdpa": self.args.sdpa,
                 "clips_per_step": round(sum(clips) / len(clips), 2), "steps_measured": steps,
                 "seconds_measured": round(seconds, 2), "seconds_per_step": round(denoise_s / steps, 3),
                 "warmup_s": round(warm_s, 1), "unet_frames_per_s": round(unet_frames / denoise_s, 1),
@@ -386,6 +396,7 @@ def environment(args) -> dict:
     info = {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
             "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"), "smoke": args.smoke,
             "compile": args.compile, "dynamic": args.dynamic, "channels_last": args.channels_last,
+            "sdpa": args.sdpa,
             "job": f"{args.frames} frames, {args.size}x{args.size}, M={args.clip}, CFG {args.guidance}, "
                    f"DDIM, pyramid weights, fp16, windows per call {args.windows_per_call}"}
     if torch.cuda.is_available():
@@ -449,7 +460,8 @@ def markdown(data: dict) -> str:
 def build_of(row: dict) -> str:
     """How the UNet ran: eager or compiled, plus channels-last and cuDNN autotuning where they were on."""
     return row["compiled"] + ("+channels-last" if row.get("channels_last") else "") + (
-        "+cudnn-benchmark" if row.get("cudnn_benchmark") else "")
+        "+cudnn-benchmark" if row.get("cudnn_benchmark") else "") + (
+        f"+sdpa-{row['sdpa']}" if row.get("sdpa", "auto") != "auto" else "")
 
 
 def main():
@@ -472,6 +484,8 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="let cuDNN time its convolution algorithms per shape (static shapes per job)")
+    ap.add_argument("--sdpa", choices=["auto", "cudnn", "flash", "efficient"], default="auto",
+                    help="PyTorch attention kernel: its own choice, or only this one (math stays as the fallback)")
     ap.add_argument("--tag", default="", help="suffix for the result names (e.g. _restart: a second process "
                                                  "that finds Inductor's on-disk cache)")
     ap.add_argument("--fresh", action="store_true", help="start a new speed.json instead of merging")
@@ -482,6 +496,10 @@ def main():
     elif not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU: run on a GPU, or use --smoke to check the script on the CPU.")
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    if args.sdpa != "auto":  # set before any compile: Inductor picks the kernel while tracing
+        torch.backends.cuda.enable_cudnn_sdp(args.sdpa == "cudnn")
+        torch.backends.cuda.enable_flash_sdp(args.sdpa == "flash")
+        torch.backends.cuda.enable_mem_efficient_sdp(args.sdpa == "efficient")
     out = Path(args.out)
     data = {"info": {}, "results": {}}
     if (out / "speed.json").exists() and not args.fresh:

@@ -13,7 +13,7 @@ measure the generator, not the judge. Metrics (all from parsed frames):
 Window schedules (`--schedule`, comma-separated groups): `classic` the five fixed-window rows above,
 `paper` isolated clips + the paper's S=M/4 pyramid (reference rows), `shifted` windows that move every step
 (genl.codenoise.shifted_windows) at S=M and S=M/2, `offsets` shifted S=M with every offset sequence of
-SHIFT_OFFSETS, `motion` fusion inside the motion modules (genl.motion_windows). With `--seeds K` every
+SHIFT_OFFSETS, `settled` overlapping fixed clips for the first steps then shifted S=M (genl/plan.py), `motion` fusion inside the motion modules (genl.motion_windows). With `--seeds K` every
 video is generated with K seeds and each metric is reported as mean and spread (std over seeds of the
 per-seed means); seconds_per_video is the mean wall time.
 
@@ -40,7 +40,7 @@ from genl.timeline import Timeline  # noqa: E402
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
 from genl.codenoise import SHIFT_OFFSETS, offset_windows  # noqa: E402
-from genl.plan import SCHEDULES  # noqa: E402
+from genl.plan import SCHEDULES, settled_schedule_for  # noqa: E402
 from genl.settings import CoDenoiseSettings  # noqa: E402
 
 
@@ -55,6 +55,11 @@ def _offset_schedule(offset):
 # experiments only: every offset sequence of SHIFT_OFFSETS as a plan schedule ("shifted" is the golden one)
 for _name, _offset in SHIFT_OFFSETS.items():
     SCHEDULES.setdefault(f"shifted-{_name}", _offset_schedule(_offset))
+
+# experiments only: "settled" with other shares of overlapping first steps and their strides (name: share %, M/d)
+SETTLED_VARIANTS = [(0.2, 2), (0.1, 4), (0.2, 4)]
+for _share, _div in SETTLED_VARIANTS:
+    SCHEDULES.setdefault(f"settled-{round(_share * 100)}-{_div}", settled_schedule_for(_share, _div))
 
 # name, M, S, weights, window schedule (genl/plan.py SCHEDULES), fusion ("output": model outputs per clip,
 # "motion": inside the motion modules). Every row is a LongAnimateDiffPipeline call with these settings.
@@ -76,6 +81,9 @@ GROUPS = {
     ],
     "offsets": [(f"shifted S=M pyramid, {k} offsets", 16, 16, "pyramid", f"shifted-{k}", "output")
                 for k in SHIFT_OFFSETS],
+    "settled": [("settled: first 10% S=M/2 then shifted S=M", 16, 16, "pyramid", "settled", "output")]
+    + [(f"settled: first {round(a * 100)}% S=M/{d} then shifted S=M", 16, 16, "pyramid",
+        f"settled-{round(a * 100)}-{d}", "output") for a, d in SETTLED_VARIANTS],
     "motion": [
         ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "fixed", "motion"),
         ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),

@@ -52,7 +52,7 @@ def measured_rates(compiled: bool = False) -> dict:
         rows = json.loads(SPEED_RESULTS.read_text())["results"]
     except (OSError, ValueError, KeyError):
         return {}
-    names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed"}
+    names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed", "settled": "settled"}
     rates = {}
     for name, row in sorted(rows.items(), key=lambda kv: "isolated" in kv[0]):  # paper/shifted rows win
         if ((row.get("compiled") != "eager") != compiled or row.get("schedule") not in names
@@ -74,7 +74,7 @@ def estimate(settings) -> dict:
     import torch
 
     cn = settings.codenoise
-    plan = CoDenoisePlan.from_settings(cn, settings.num_frames)
+    plan = CoDenoisePlan.from_settings(cn, settings.num_frames, num_steps=settings.steps)
     windows = plan.windows
     family = "animatediff" if getattr(settings, "pipeline", "") == "animatediff" else "sd"
     motion = getattr(cn, "fusion", "output") == "motion" and family == "animatediff"
@@ -87,8 +87,14 @@ def estimate(settings) -> dict:
     if isinstance(settings, EditSettings):
         evals += settings.strength * frames_per_pass
     device = "cuda" if (settings.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
-    key = (family, cn.schedule, "motion" if motion else "output")
-    measured = (compiles_on_gpu() and measured_rates(True).get(key)) or measured_rates(False).get(key)
+    fusion = "motion" if motion else "output"
+    # a schedule without its own row costs per clip what the one it borrows its clips from costs
+    keys = [(family, cn.schedule, fusion)] + ([(family, "shifted", fusion)] if cn.schedule == "settled" else [])
+    measured = None
+    for k in keys:
+        measured = (compiles_on_gpu() and measured_rates(True).get(k)) or measured_rates(False).get(k)
+        if measured:
+            break
     rate = (measured if device == "cuda" and measured else RATES[(device, family)])
     rate *= (512 * 512) / (settings.width * settings.height)
     if settings.model == DEMO_NAME:

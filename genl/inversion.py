@@ -49,6 +49,7 @@ def ddim_invert(
     `timesteps` are the sampling timesteps, high to low; inversion climbs them in reverse. The model is
     evaluated at the current (less noisy) point with the next timestep, as in diffusers' DDIMInverseScheduler.
     """
+    plan = plan.for_steps(len(timesteps))
     _, callback, is_cancelled = rank_view(plan, callback, is_cancelled)  # window-parallel in a group of ranks
     acp = alphas_cumprod.to(torch.float64)
     up = list(reversed(timesteps))
@@ -59,7 +60,9 @@ def ddim_invert(
     for i, t in enumerate(up):
         check_cancel(is_cancelled)
         alpha = acp[int(t)]
-        out = co_denoise_step(x, t, plan, i, denoise, is_cancelled)
+        # the windows sampling uses at this timestep (step n-1-i): a schedule that changes over the run
+        # inverts the source with the clips it will later denoise it with
+        out = co_denoise_step(x, t, plan, len(up) - 1 - i, denoise, is_cancelled)
         eps = eps_from_output(out.to(torch.float64), x.to(torch.float64), prev_alpha, prediction_type)
         x0 = (x.to(torch.float64) - (1 - prev_alpha).sqrt() * eps) / prev_alpha.sqrt()
         x = (alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps).to(torch.float32)

@@ -3,13 +3,16 @@ share a model call, and the cross-frame attention. Built once from `CoDenoiseSet
 diffusers' `enable_free_noise(...)` is set once, then handed whole to the sampler.
 
 Windows are asked for per step, `plan.windows_at(step)`, through a schedule name -> function table
-(AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step; "shifted" moves the stride-S grid every step. A schedule
-may move its windows every step, so anything derived per window (prompt mixes, control rows) is looked up
+(AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step; "shifted" moves
+the stride-S grid every step; "settled" denoises the first steps (where the layout is decided) with overlapping
+fixed clips and moves the grid afterwards. A schedule may move its windows every step, so anything derived per window (prompt mixes, control rows) is looked up
 by the window (start, end) itself, never by its position in one fixed list.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import math
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
@@ -27,25 +30,59 @@ def _joined_group() -> Optional["DistributedContext"]:
     return current()
 
 
-# (num_frames N, clip length M, stride S, step, *, loop) -> windows covering every frame
+# (num_frames N, clip length M, stride S, step, *, loop, num_steps) -> windows covering every frame;
+# num_steps is the run's number of denoising steps (0 when unknown)
 Schedule = Callable[..., list]
 
+SETTLE_SHARE = 0.1  # "settled": share of a run's steps denoised with overlapping fixed clips first
+SETTLE_DIVISOR = 2  # ... whose stride is M / SETTLE_DIVISOR
 
-def fixed_windows(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False) -> list[Window]:
+
+def fixed_windows(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False,
+                  num_steps: int = 0) -> list[Window]:
     """The paper's schedule: F_i(v) = v[S*i : S*i+M] at every step."""
     return make_windows(num_frames, length, stride, loop=loop)
 
 
-def shifted_schedule(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False) -> list[Window]:
+def shifted_schedule(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False,
+                     num_steps: int = 0) -> list[Window]:
     """Windows that move every step (`genl.codenoise.shifted_windows`); best at S=M, where a step costs what
     isolated clips cost. Its first and last clips are clamped to the video's ends, so it cannot wrap round."""
     if loop:
-        raise ValueError("The 'shifted' window schedule cannot make a looping video (its clips stop at the "
-                         "video's ends). Turn looping off or use the 'fixed' schedule.")
+        raise ValueError("Moving clips cannot make a looping video (their clips stop at the video's ends). "
+                         "Turn looping off or use the 'fixed' schedule.")
     return shifted_windows(num_frames, length, stride, step)
 
 
-SCHEDULES: dict[str, Schedule] = {"fixed": fixed_windows, "shifted": shifted_schedule}
+def settle_steps(num_steps: int, share: float = SETTLE_SHARE) -> int:
+    """How many first steps of an n-step run use overlapping fixed clips (at least one)."""
+    return max(1, math.ceil(share * num_steps)) if num_steps else 1
+
+
+def settled_schedule_for(share: float = SETTLE_SHARE, divisor: int = SETTLE_DIVISOR) -> Schedule:
+    """A "settled" schedule: the first `share` of the steps use fixed clips at stride M/divisor, which agree
+    with each other where they overlap while the layout of the video is decided; the rest use
+    `shifted_windows` at the plan's stride, which costs what isolated clips cost at S=M."""
+
+    def settled(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False,
+                num_steps: int = 0) -> list[Window]:
+        if loop:
+            raise ValueError("Settled clips move after the first steps, so they cannot make a looping video. "
+                             "Turn looping off or use the 'fixed' schedule.")
+        if step < settle_steps(num_steps, share):
+            return make_windows(num_frames, length, min(stride, max(1, int(length) // divisor)))
+        return shifted_windows(num_frames, length, stride, step)
+
+    return settled
+
+
+def _takes_num_steps(fn: Schedule) -> bool:
+    params = inspect.signature(fn).parameters
+    return "num_steps" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+SCHEDULES: dict[str, Schedule] = {"fixed": fixed_windows, "shifted": shifted_schedule,
+                                  "settled": settled_schedule_for()}
 
 
 @dataclass(frozen=True)
@@ -60,6 +97,7 @@ class CoDenoisePlan:
     schedule: str = "fixed"
     windows_per_call: int = 1
     attention: str = "bidirectional"
+    num_steps: int = 0  # the run's denoising steps, for schedules that change over the run (0: not known yet)
     parallel: Optional["DistributedContext"] = field(default_factory=_joined_group, compare=False, repr=False)
     _windows: dict = field(default_factory=dict, compare=False, repr=False)
     _weights: dict = field(default_factory=dict, compare=False, repr=False)
@@ -71,18 +109,28 @@ class CoDenoisePlan:
 
     @classmethod
     def from_settings(cls, codenoise, num_frames: int, *, attention: Optional[str] = None,
-                      windows_per_call: Optional[int] = None) -> "CoDenoisePlan":
+                      windows_per_call: Optional[int] = None, num_steps: int = 0) -> "CoDenoisePlan":
         """`windows_per_call` resolves the settings' None (from free memory) for the device at hand."""
         extra = {"attention": attention} if attention is not None else {}
         return cls(num_frames=int(num_frames), clip_length=codenoise.clip_length, stride=codenoise.stride,
                    weights=codenoise.weights, loop=codenoise.loop, schedule=codenoise.schedule,
-                   windows_per_call=int(codenoise.windows_per_call or windows_per_call or 1), **extra)
+                   windows_per_call=int(codenoise.windows_per_call or windows_per_call or 1),
+                   num_steps=int(num_steps), **extra)
+
+    def for_steps(self, num_steps: int) -> "CoDenoisePlan":
+        """This plan for a run of `num_steps` steps (itself when it already knows them): samplers call it, so
+        a schedule that changes over the run knows where the run ends."""
+        if self.num_steps:
+            return self
+        return replace(self, num_steps=int(num_steps), _windows={}, _weights={})
 
     def windows_at(self, step: int) -> list[Window]:
         """The clips denoised at denoising step `step` (0 = the first step this run takes)."""
         if step not in self._windows:
             fn = SCHEDULES[self.schedule]
-            self._windows[step] = fn(self.num_frames, self.clip_length, self.stride, step, loop=self.loop)
+            extra = {"num_steps": self.num_steps} if _takes_num_steps(fn) else {}  # older schedules don't
+            self._windows[step] = fn(self.num_frames, self.clip_length, self.stride, step, loop=self.loop,
+                                     **extra)
         return self._windows[step]
 
     def weights_at(self, step: int) -> list[torch.Tensor]:

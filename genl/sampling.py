@@ -114,8 +114,9 @@ def co_denoise_sample(
     With `plan.parallel` (a group of ranks) every rank runs this same loop on its share of the windows and
     ends with the same latents; then ranks other than 0 raise RankDone, as decoding and writing are rank 0's.
     """
-    ctx, callback, is_cancelled = rank_view(plan, callback, is_cancelled)
     total = len(timesteps)
+    plan = plan.for_steps(total)
+    ctx, callback, is_cancelled = rank_view(plan, callback, is_cancelled)
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for i, t in enumerate(timesteps):
         check_cancel(is_cancelled)

@@ -189,13 +189,14 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @dataclass
 class DetectorTrainConfig:
     out: str = "assets/demo-detectors"
-    minutes: float = 6.0            # whole training budget: 60 % GroundingDINO, 20 % SAM 2 frames, 20 % SAM 2 clips
+    minutes: float = 6.0            # whole training budget: 70 % GroundingDINO, 15 % SAM 2 frames, 15 % SAM 2 clips
     clips: int = 3000
     batch: int = 128
     lr: float = 5e-4
     negatives: float = 0.3          # share of frames shown with a prompt they do not match
     log_every: int = 50
     seed: int = 0
+    init: str = ""                  # go on training the models saved in this folder (a previous run's OUT)
     smoke: bool = False             # tiny sizes, CPU-friendly: checks the script end to end in < 1 min
 
 
@@ -249,6 +250,12 @@ def train(cfg: DetectorTrainConfig) -> dict:
         if cfg.smoke else DetectorConfig()
     log["model"] = asdict(mc)
     gdino, tok, sam2 = build_models(mc, cfg.seed)
+    if cfg.init:  # a previous run's models, in float32 for training
+        from transformers import GroundingDinoForObjectDetection, Sam2VideoModel
+
+        gdino = GroundingDinoForObjectDetection.from_pretrained(Path(cfg.init) / "grounding-dino", dtype=torch.float32)
+        sam2 = Sam2VideoModel.from_pretrained(Path(cfg.init) / "sam2", dtype=torch.float32)
+        log["init"] = cfg.init
     gdino, sam2 = gdino.to(device).train(), sam2.to(device).train()
     data = render_parallel(_render, cfg.clips, mc.size, cfg.seed)
     frames = np.stack([d[0] for d in data])           # (N, 16, H, W, 3)
@@ -270,7 +277,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
     # ---- GroundingDINO
     # fp32 (TF32 matmuls): the Hungarian costs and GIoU want full precision, and the model is small
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    st = _Budget("grounding-dino", [p for p in gdino.parameters() if p.requires_grad], cfg.lr, 0.60 * budget,
+    st = _Budget("grounding-dino", [p for p in gdino.parameters() if p.requires_grad], cfg.lr, 0.70 * budget,
                  cfg.log_every)
     while st.running():
         ci, fi = batch(cfg.batch)
@@ -285,7 +292,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
 
     # ---- SAM 2, stage 1: box -> mask on single frames
     params = [p for p in sam2.parameters() if p.requires_grad]
-    st = _Budget("sam2-frames", params, cfg.lr, 0.20 * budget, cfg.log_every)
+    st = _Budget("sam2-frames", params, cfg.lr, 0.15 * budget, cfg.log_every)
     while st.running():
         ci, fi = batch(cfg.batch)
         b = boxes[ci, fi] + torch.randn_like(boxes[ci, fi]) * 2  # detector boxes are not exact
@@ -303,7 +310,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
 
     forward = type(sam2).forward.__wrapped__  # forward is decorated with inference_mode for users
     seg = Sam2VideoSegmenter(sam2)
-    st = _Budget("sam2-clips", params, cfg.lr / 3, 0.20 * budget, cfg.log_every)
+    st = _Budget("sam2-clips", params, cfg.lr / 3, 0.15 * budget, cfg.log_every)
     while st.running():
         c = int(rng.integers(len(frames)))
         f0 = int(rng.integers(0, 16 - 4))
@@ -338,7 +345,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the tiny GroundingDINO + SAM 2 on the shapes world")
     add_config_args(t, DetectorTrainConfig(), ("out", "minutes", "clips", "batch", "lr", "negatives", "log_every",
-                                               "seed"))
+                                               "seed", "init"))
     t.add_argument("--smoke", action="store_true", help="tiny sizes and data: a CPU check in < 1 min")
     t.add_argument("--evaluate", type=int, default=0, help="then evaluate on this many held-out videos")
     e = sub.add_parser("evaluate", help="recall, mask IoU and flicker on held-out synthetic videos")

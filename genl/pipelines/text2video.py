@@ -44,6 +44,7 @@ def sample_motion_fused(unet, scheduler, latents, timesteps, plan: CoDenoisePlan
     """`co_denoise_sample` with the clips F_i fused inside every motion module (genl.motion_windows): the
     sampler sees one whole-video window per step and the motion modules get `plan.windows_at(step)`, W_i."""
     whole = CoDenoisePlan(num_frames=plan.num_frames, clip_length=plan.num_frames, stride=plan.num_frames)
+    plan = plan.for_steps(len(timesteps))
     motion = window_motion_modules(unet, motion_windows_per_call)
     steps = iter(range(len(timesteps)))
 
