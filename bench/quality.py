@@ -162,7 +162,9 @@ def main():
     configs = [c for c in configs_for(args.schedule) if c[0] not in skip]
     if args.pipeline != "animatediff" and any(c[5] == "motion" for c in configs):
         raise SystemExit("Motion-module fusion is measured on the animatediff pipeline.")
-    mm = ModelManager()
+    # eager: many videos of different lengths would each recompile a compiled UNet (two GPU runs of this
+    # bench ran out of time compiling)
+    mm = ModelManager(compile=False)
     pipe = mm.get(args.pipeline, args.model, device=args.device)
     specs = [random_long_video(seed=1000 + v, num_frames=args.frames or None) for v in range(args.videos)]
     # reference row: the world's own rendering of the same timelines (what a perfect generator would score)

@@ -134,7 +134,7 @@ def main(argv=None):
     rows = [{"config": "rendered ground truth"} | mean_row(
         [motion_metrics(render_long_video(s, args.size), long_video_timeline(s)) for s in videos])]
     rows[0]["seconds_per_video", "load"] = 0.0
-    pipe = ModelManager().get("animatediff", args.model, device=args.device)
+    pipe = ModelManager(compile=False).get("animatediff", args.model, device=args.device)  # eager: each video length would recompile
     base_config = pipe.scheduler.config
     for text in args.configs.split(","):
         name, steps, stride, extra = parse_config(text)

@@ -3,18 +3,11 @@ Pure plan and sampler checks, without a model."""
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from framewise import SD_BETAS, frame_wise, sample_against_whole_video
 
 from genl.codenoise import make_windows, shifted_windows
 from genl.plan import SCHEDULES, CoDenoisePlan, settle_steps, settled_schedule_for
 from genl.settings import CoDenoiseSettings
-
-SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
-                clip_sample=False, set_alpha_to_one=False)
-
-
-def frame_wise(x: torch.Tensor, t) -> torch.Tensor:
-    """Each frame on its own: fusing any windows must reproduce it exactly."""
-    return torch.tanh((0.3 + 0.001 * float(t)) * x) + 0.1 * x.mean(dim=(1, 3, 4), keepdim=True)
 
 
 @pytest.mark.parametrize("steps,want", [(50, 5), (25, 3), (15, 2), (10, 1), (3, 1), (1, 1), (0, 1)])
@@ -54,27 +47,13 @@ def test_other_shares_and_strides():
 def test_the_sampler_tells_the_plan_how_long_the_run_is_and_fusion_stays_exact():
     """The plan is built without a step count; co_denoise_sample gives it len(timesteps), so a 20-step run
     settles for 2 steps. Frame-wise denoising through every step's windows equals the whole video."""
-    from genl.sampling import co_denoise_sample
-
     n, m = 100, 16
     plan = CoDenoisePlan(num_frames=n, clip_length=m, stride=m, weights="pyramid", schedule="settled",
                          windows_per_call=3)
     latents = torch.randn(1, 4, n, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    sched_a, sched_b = DDIMScheduler(**SD_BETAS), DDIMScheduler(**SD_BETAS)
-    sched_a.set_timesteps(20)
-    sched_b.set_timesteps(20)
-    seen = {}
-
-    def denoise(x, t, windows):
-        seen.setdefault(int(t), []).extend(windows)
-        return frame_wise(x, t)
-
-    got = co_denoise_sample(sched_a, latents.clone(), sched_a.timesteps, plan, denoise)
-    want = latents.clone()
-    for t in sched_b.timesteps:
-        want = sched_b.step(frame_wise(want, t), t, want).prev_sample
+    got, want, seen, timesteps = sample_against_whole_video(plan, latents, 20)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    for step, t in enumerate(sched_a.timesteps):
+    for step, t in enumerate(timesteps):
         expect = make_windows(n, m, m // 2) if step < 2 else shifted_windows(n, m, m, step)
         assert seen[int(t)] == expect, step
     assert plan.num_steps == 0  # the caller's plan is left as it was

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from framewise import SD_BETAS, frame_wise, sample_against_whole_video
 
 from genl.codenoise import (
     SHIFT_OFFSETS,
@@ -12,8 +13,6 @@ from genl.codenoise import (
     window_weights,
 )
 
-SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
-                clip_sample=False, set_alpha_to_one=False)
 CASES = [(16, 16, 16), (17, 16, 16), (40, 16, 16), (128, 16, 16), (129, 16, 16), (1000, 16, 16),
          (128, 16, 4), (128, 16, 8), (100, 16, 5), (50, 8, 3), (7, 1, 1), (9, 3, 3), (24, 24, 12)]
 
@@ -81,12 +80,6 @@ def test_errors_are_plain_value_errors():
         shifted_windows(64, 16, 17, 3)
 
 
-def frame_wise(x: torch.Tensor, t) -> torch.Tensor:
-    """A 'denoiser' that treats each frame on its own, so fusion of any windows must reproduce it."""
-    a = 0.3 + 0.001 * float(t)
-    return torch.tanh(a * x) + 0.1 * x.mean(dim=(1, 3, 4), keepdim=True)
-
-
 @pytest.mark.parametrize("n,m,s", [(128, 16, 16), (100, 16, 4), (37, 8, 8)])
 @pytest.mark.parametrize("weights", ["flat", "pyramid", "gaussian"])
 def test_co_denoise_with_shifted_windows_equals_whole_video(n, m, s, weights):
@@ -139,27 +132,14 @@ def test_co_denoise_sample_with_the_shifted_plan_equals_whole_video():
     """The sampler asks the plan for each step's windows: frame-wise denoising must match the whole video,
     and every step must really see that step's shifted windows."""
     from genl.plan import CoDenoisePlan
-    from genl.sampling import co_denoise_sample
 
     n, m = 100, 16
     plan = CoDenoisePlan(num_frames=n, clip_length=m, stride=m, weights="pyramid", schedule="shifted",
                          windows_per_call=4)
     latents = torch.randn(1, 4, n, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    sched_a, sched_b = DDIMScheduler(**SD_BETAS), DDIMScheduler(**SD_BETAS)
-    sched_a.set_timesteps(6)
-    sched_b.set_timesteps(6)
-    seen = {}
-
-    def denoise(x, t, windows):
-        seen.setdefault(int(t), []).extend(windows)
-        return frame_wise(x, t)
-
-    got = co_denoise_sample(sched_a, latents.clone(), sched_a.timesteps, plan, denoise)
-    want = latents.clone()
-    for t in sched_b.timesteps:
-        want = sched_b.step(frame_wise(want, t), t, want).prev_sample
+    got, want, seen, timesteps = sample_against_whole_video(plan, latents, 6)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    for step, t in enumerate(sched_a.timesteps):
+    for step, t in enumerate(timesteps):
         assert seen[int(t)] == shifted_windows(n, m, m, step)
 
 

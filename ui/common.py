@@ -153,7 +153,8 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
             schedule = gr.Dropdown(SCHEDULE_CHOICES, value=CN.schedule, label="Clip schedule",
                                    info="Moving clips shift every step, so no seam stays in one place; with "
                                         "spacing = clip length they cost what separate clips cost (about 3x "
-                                        "faster than the paper's quarter spacing).")
+                                        "faster than the paper's quarter spacing). Settled clips overlap for "
+                                        "the first tenth of the steps, where the layout is decided, then move.")
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
     model.change(fit_size_to_model, [model, width, height], [width, height], **HIDDEN)
     dice.click(random_seed, None, seed, **HIDDEN)
@@ -168,7 +169,8 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
     return form
 
 
-SCHEDULE_CHOICES = [("Fixed clips (the paper's)", "fixed"), ("Moving clips (faster)", "shifted")]
+SCHEDULE_CHOICES = [("Fixed clips (the paper's)", "fixed"), ("Moving clips (faster)", "shifted"),
+                    ("Settled, then moving clips (fast)", "settled")]
 
 
 def random_seed() -> int:
