@@ -43,7 +43,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=WEIGHT_SCHEMES, default=CN.weights)
     p.add_argument("--windows-per-call", type=int, default=CN.windows_per_call, help="clips per model call (default: from memory)")
     p.add_argument("--interpolation", choices=["linear", "slerp"], default=CN.interpolation)
-    p.add_argument("--schedule", choices=list(SCHEDULES), default=CN.schedule, help="which clips each step denoises")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=CN.schedule,
+                   help="which clips each step denoises: fixed (the paper's), shifted (they move every step), "
+                        "settled (overlapping for the first tenth of the steps, then moving)")
     p.add_argument("--max-frames", type=int, default=G.max_frames)
     p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
     p.add_argument("--no-demo-fallback", action="store_true",
