@@ -40,7 +40,7 @@ from genl.settings import CoDenoiseSettings  # noqa: E402
 from quality import video_metrics  # noqa: E402
 
 SPACINGS = ("leading", "trailing", "linspace")
-SCHEDULES = ("fixed", "shifted")
+SCHEDULES = ("fixed", "shifted", "settled")  # genl/plan.py window schedules
 MIN_TRAVEL = TRAVEL / 2
 STILL_RADIUS = 0.05
 GROW_AREA = 1.4
