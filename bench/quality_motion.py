@@ -133,8 +133,9 @@ def main(argv=None):
     videos = specs(args)
     rows = [{"config": "rendered ground truth"} | mean_row(
         [motion_metrics(render_long_video(s, args.size), long_video_timeline(s)) for s in videos])]
-    rows[0]["seconds_per_video", "load"] = 0.0
-    pipe = ModelManager(compile=False).get("animatediff", args.model, device=args.device)  # eager: each video length would recompile
+    rows[0].update(seconds_per_video=0.0, load=0.0)
+    # eager: a compiled UNet would recompile for every video length
+    pipe = ModelManager(compile=False).get("animatediff", args.model, device=args.device)
     base_config = pipe.scheduler.config
     for text in args.configs.split(","):
         name, steps, stride, extra = parse_config(text)
@@ -145,8 +146,9 @@ def main(argv=None):
             timeline = long_video_timeline(spec)
             t0 = time.perf_counter()
             out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=steps, guidance_scale=args.guidance, codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
-                                                                       schedule=schedule),
+                       num_inference_steps=steps, guidance_scale=args.guidance,
+                       codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
+                                                   schedule=schedule),
                        seed=v)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
