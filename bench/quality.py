@@ -13,9 +13,10 @@ measure the generator, not the judge. Metrics (all from parsed frames):
 Window schedules (`--schedule`, comma-separated groups): `classic` the five fixed-window rows above,
 `paper` isolated clips + the paper's S=M/4 pyramid (reference rows), `shifted` windows that move every step
 (genl.codenoise.shifted_windows) at S=M and S=M/2, `offsets` shifted S=M with every offset sequence of
-SHIFT_OFFSETS, `settled` overlapping fixed clips for the first steps then shifted S=M (genl/plan.py), `motion` fusion inside the motion modules (genl.motion_windows). With `--seeds K` every
-video is generated with K seeds and each metric is reported as mean and spread (std over seeds of the
-per-seed means); seconds_per_video is the mean wall time.
+SHIFT_OFFSETS, `settled` overlapping fixed clips for the first steps then shifted S=M (genl/plan.py),
+`motion` fusion inside the motion modules (genl.motion_windows). With `--seeds K` every video is generated
+with K seeds and each metric is reported as mean and spread (std over seeds of the per-seed means);
+seconds_per_video is the mean wall time.
 
     python bench/quality.py --videos 12 --out bench/results            # GPU, or CPU (slow)
     python bench/quality.py --schedule paper,shifted,motion --seeds 3 --videos 16 --size 128 --out bench/results

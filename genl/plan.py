@@ -5,8 +5,9 @@ diffusers' `enable_free_noise(...)` is set once, then handed whole to the sample
 Windows are asked for per step, `plan.windows_at(step)`, through a schedule name -> function table
 (AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step; "shifted" moves
 the stride-S grid every step; "settled" denoises the first steps (where the layout is decided) with overlapping
-fixed clips and moves the grid afterwards. A schedule may move its windows every step, so anything derived per window (prompt mixes, control rows) is looked up
-by the window (start, end) itself, never by its position in one fixed list.
+fixed clips and moves the grid afterwards. A schedule may move its windows every step, so anything derived per
+window (prompt mixes, control rows) is looked up by the window (start, end) itself, never by its position in
+one fixed list.
 """
 from __future__ import annotations
 

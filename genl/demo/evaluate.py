@@ -39,7 +39,7 @@ def evaluate(model: str = "demo", pipelines=("animatediff", "tuning_free"), capt
     from genl.timeline import load_timeline
     from genl.settings import CoDenoiseSettings
 
-    manager, report = ModelManager(compile=False), {}  # eager: each video length would recompile
+    manager, report = ModelManager(), {}
     for name in pipelines:
         pipe = manager.get(name, model, device="cpu")
         scores = {"colour": [], "shape": [], "background": []}
