@@ -159,7 +159,7 @@ def main(argv=None):
                                                              "load": float(np.mean(loads))}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    write(args, rows)
+        write(args, rows)  # after every row: a run cut short keeps what it measured
 
 
 def write(args, rows: list[dict]) -> None:
