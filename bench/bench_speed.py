@@ -132,7 +132,7 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("ad_shifted_eager", "ad", "shifted", windows_per_call=SHIFTED_PER_CALL),
     Config("ad_motion_paper_eager", "ad", "paper", "motion"),
     Config("ad_motion_shifted_eager", "ad", "shifted", "motion"),
-    Config("ad_settled_eager", "ad", "settled", windows_per_call=3),
+    Config("ad_settled_eager", "ad", "settled", windows_per_call=SHIFTED_PER_CALL),
     Config("ad_1024_shifted", "ad", "shifted", frames=1024, steps=1),
     Config("ad_16gib_shifted", "ad", "shifted", steps=2, memory_gib=16.0, windows_per_call=2, decode=True),
     Config("sd_isolated_eager", "sd", "isolated"),
@@ -142,10 +142,12 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("ad_motion_paper_compiled", "ad", "paper", "motion", compiled=True),
     Config("ad_shifted_compiled", "ad", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("ad_paper_compiled", "ad", "paper", compiled=True),
-    Config("ad_settled_compiled", "ad", "settled", compiled=True, windows_per_call=3, steps=50, decode=True),
+    Config("ad_settled_compiled", "ad", "settled", compiled=True, windows_per_call=SHIFTED_PER_CALL, steps=50,
+           decode=True),
     Config("sd_shifted_compiled", "sd", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("sd_paper_compiled", "sd", "paper", compiled=True),
-    Config("sd_settled_compiled", "sd", "settled", compiled=True, windows_per_call=3, steps=50, decode=True),
+    Config("sd_settled_compiled", "sd", "settled", compiled=True, windows_per_call=SHIFTED_PER_CALL, steps=50,
+           decode=True),
 ]
 
 

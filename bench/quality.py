@@ -41,7 +41,8 @@ from genl.timeline import Timeline  # noqa: E402
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video, render_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
 from genl.codenoise import SHIFT_OFFSETS, offset_windows  # noqa: E402
-from genl.plan import SCHEDULES, settled_schedule_for  # noqa: E402
+from genl.codenoise import make_windows  # noqa: E402
+from genl.plan import SCHEDULES, settle_steps, settled_schedule_for  # noqa: E402
 from genl.settings import CoDenoiseSettings  # noqa: E402
 
 
@@ -61,6 +62,21 @@ for _name, _offset in SHIFT_OFFSETS.items():
 SETTLED_VARIANTS = [(0.2, 2), (0.1, 4), (0.2, 4)]
 for _share, _div in SETTLED_VARIANTS:
     SCHEDULES.setdefault(f"settled-{round(_share * 100)}-{_div}", settled_schedule_for(_share, _div))
+
+
+def _bookend_schedule(share: float, divisor: int):
+    """Experiment: settled, and the last `share` of the steps overlapping fixed clips again (seams smoothed)."""
+    settled = settled_schedule_for(share, divisor)
+
+    def bookend(num_frames, length, stride, step, *, loop=False, num_steps=0):
+        if num_steps and step >= num_steps - settle_steps(num_steps, share):
+            return make_windows(num_frames, length, min(stride, max(1, int(length) // divisor)))
+        return settled(num_frames, length, stride, step, loop=loop, num_steps=num_steps)
+
+    return bookend
+
+
+SCHEDULES.setdefault("bookend-10-2", _bookend_schedule(0.1, 2))
 
 # name, M, S, weights, window schedule (genl/plan.py SCHEDULES), fusion ("output": model outputs per clip,
 # "motion": inside the motion modules). Every row is a LongAnimateDiffPipeline call with these settings.
@@ -84,7 +100,8 @@ GROUPS = {
                 for k in SHIFT_OFFSETS],
     "settled": [("settled: first 10% S=M/2 then shifted S=M", 16, 16, "pyramid", "settled", "output")]
     + [(f"settled: first {round(a * 100)}% S=M/{d} then shifted S=M", 16, 16, "pyramid",
-        f"settled-{round(a * 100)}-{d}", "output") for a, d in SETTLED_VARIANTS],
+        f"settled-{round(a * 100)}-{d}", "output") for a, d in SETTLED_VARIANTS]
+    + [("settled + last 10% S=M/2", 16, 16, "pyramid", "bookend-10-2", "output")],
     "motion": [
         ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "fixed", "motion"),
         ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),
