@@ -86,3 +86,26 @@ def test_minutes_wording():
     assert events.format_minutes(20) == "under a minute"
     assert events.format_minutes(308) == "about 5 minutes"
     assert events.format_minutes(4800) == "about 1 h 20 min"
+
+
+def test_moving_schedules_count_each_steps_clips(tmp_path):
+    """Settled clips overlap on the first steps only: the estimate must count every step's clips, so that a
+    rate measured on a fixed-window job predicts a settled one (and the other way round)."""
+    from genl.jobs.calibration import windows_per_step
+    from genl.plan import CoDenoisePlan
+    from genl.settings import CoDenoiseSettings
+
+    fixed = _settings(num_frames=64, steps=15, codenoise=CoDenoiseSettings(stride=8))
+    settled = _settings(num_frames=64, steps=15, codenoise=CoDenoiseSettings(stride=16, schedule="settled"))
+    assert windows_per_step(fixed) == len(CoDenoisePlan.from_settings(fixed.codenoise, 64).windows) == 7
+    plan = CoDenoisePlan.from_settings(settled.codenoise, 64, num_steps=15)
+    counts = [len(plan.windows_at(k)) for k in range(15)]
+    assert counts[0] == 7 and min(counts) < 7  # overlapping first, then moving clips at S=M
+    assert windows_per_step(settled) == sum(counts) / 15
+
+    cal = Calibration(tmp_path / "c.json")
+    static = {"seconds": 3.0, "device": "cpu", "windows": 7}  # the strip's first-step count
+    per_clip = 0.5  # seconds per clip and step, the same for both jobs
+    took, _ = _run_job(cal, fixed, "a", {"denoise": 7 * per_clip, "decode": 0.1})
+    expect = 5.0 + 1.0 + 4 * 0.1 + sum(counts) * per_clip  # load + finish + decode + every step's clips
+    assert abs(cal.estimate(settled, static)["seconds"] - expect) / expect < 0.1

@@ -31,3 +31,44 @@ def test_estimate_watches_every_input_of_the_job(studio, tab, api_name):
     assert inputs and inputs <= watched, sorted(blocks[i]["props"].get("label") for i in inputs - watched)
     labels = {blocks[i]["props"].get("label") for i in watched}
     assert {"Model", "Width", "Height", "Guidance"} <= labels  # the Edit tab's estimate used to miss these
+
+
+def _start_values(demo) -> dict:
+    config = demo.get_config_file()
+    return {c["props"].get("label"): c["props"].get("value") for c in config["components"]
+            if c["props"].get("label") in ("Steps", "Scheduler", "Clip spacing (frames)", "Clip schedule", "Model")}
+
+
+def test_text_tab_starts_the_demo_model_with_its_fast_settings_and_other_tabs_do_not(studio):
+    from ui import common, tab_edit, tab_text
+
+    text = _start_values(tab_text.create_demo(studio))
+    assert text["Model"] == common.DEMO  # this studio has no other model configured
+    assert (text["Steps"], text["Scheduler"], text["Clip spacing (frames)"], text["Clip schedule"]) == (
+        15, "dpm++", 16, "settled")
+    edit = _start_values(tab_edit.create_demo(studio))
+    assert (edit["Steps"], edit["Scheduler"], edit["Clip spacing (frames)"], edit["Clip schedule"]) == (
+        common.DEFAULTS.steps, common.DEFAULTS.scheduler, common.CN.stride, common.CN.schedule)
+
+
+def test_sampling_settings_follow_the_model_unless_the_user_changed_them():
+    from ui.common import DEMO_QUICK, STANDARD_SAMPLING, fit_sampling_to_model
+
+    keys = ("steps", "scheduler", "stride", "schedule")
+    standard, quick = (tuple(d[k] for k in keys) for d in (STANDARD_SAMPLING, DEMO_QUICK))
+    assert fit_sampling_to_model("demo", *standard) == quick
+    assert fit_sampling_to_model("runwayml/stable-diffusion-v1-5", *quick) == standard
+    assert fit_sampling_to_model("demo", 50.0, "ddim", 4.0, "fixed") == quick  # Gradio numbers arrive as floats
+    changed = fit_sampling_to_model("demo", 30, "ddim", 4, "fixed")  # the user's own steps stay
+    assert all(u == gr.update() for u in changed)
+    assert all(u == gr.update() for u in fit_sampling_to_model("demo", *quick))  # already fast: unchanged
+
+
+def test_the_demo_fast_settings_are_valid_settings():
+    from genl.settings import CoDenoiseSettings, GenerateSettings
+    from ui.common import DEMO_QUICK
+
+    s = GenerateSettings(prompt="a red circle moving right over grass", num_frames=64, width=128, height=128,
+                         steps=DEMO_QUICK["steps"], scheduler=DEMO_QUICK["scheduler"],
+                         codenoise=CoDenoiseSettings(stride=DEMO_QUICK["stride"], schedule=DEMO_QUICK["schedule"]))
+    s.validate()

@@ -260,3 +260,15 @@ def test_sam3_tracker_propagates_through_the_same_session_api(tiny_detectors, tm
     found = object_masks(frames, "the red square", settings=settings)
     assert found.method == "grounded_sam2" and "sam3-tracker-tiny" in found.note
     assert found.masks.shape == (4, 48, 48) and found.masks.any() and found.keyframes[0] == 0
+
+
+def test_threshold_sweep_counts_hits_above_the_threshold_and_absent_prompts_that_pass_it():
+    from genl.demo.detectors_eval import SWEEP, threshold_sweep
+
+    present = [(0.4, True), (0.22, True), (0.3, False), (0.05, True)]
+    absent = [0.1, 0.26, 0.5, 0.0]
+    rows = {r["threshold"]: r for r in threshold_sweep(present, absent)}
+    assert list(rows) == list(SWEEP)
+    assert rows[0.2] == {"threshold": 0.2, "recall@0.5": 0.5, "false_detections": 0.5}  # 0.4 and 0.22 hit
+    assert rows[0.35] == {"threshold": 0.35, "recall@0.5": 0.25, "false_detections": 0.25}
+    assert rows[0.05]["recall@0.5"] == 0.75 and rows[0.05]["false_detections"] == 0.75

@@ -32,7 +32,7 @@ class TabParts:
 def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str, run_label: str, prompts,
             timeline_label: str = "Prompt timeline", source: Optional[Callable[[], tuple]] = None,
             extras: Optional[Callable[[], dict]] = None, pipeline: bool = False, length_info: str = "",
-            wire: Optional[Callable[[TabParts], None]] = None) -> gr.Blocks:
+            quick_demo: bool = False, wire: Optional[Callable[[TabParts], None]] = None) -> gr.Blocks:
     """source() -> (inputs, widgets) dicts, built above the timeline; extras() -> inputs, built below
     Advanced; make(values) -> settings, values being every input by name plus "prompt" (the timeline as
     text)."""
@@ -41,7 +41,7 @@ def job_tab(studio, *, intro: str, make: Callable[[dict], object], api_name: str
         src, widgets = source() if source else ({}, {})
         tl = common.timeline_editor(prompts, common.DEFAULTS.num_frames, common.DEFAULTS.fps, label=timeline_label)
         adv = common.advanced(studio, pipeline=pipeline, with_fps="fps" not in src, max_frames=studio.max_frames,
-                              length_info=length_info)
+                              length_info=length_info, quick_demo=quick_demo)
         more = extras() if extras else {}
         estimate = gr.Markdown(elem_classes=["genl-estimate"])
         with gr.Row():

@@ -16,5 +16,5 @@ EXAMPLE_PROMPTS = ["a jeep driving on the beach, sunny day", "a jeep driving on 
 
 def create_demo(studio) -> gr.Blocks:
     return job_tab(studio, intro=INTRO, make=forms.generate_settings, api_name="generate", run_label="Generate",
-                   prompts=common.default_prompts(studio, EXAMPLE_PROMPTS), pipeline=True,
+                   prompts=common.default_prompts(studio, EXAMPLE_PROMPTS), pipeline=True, quick_demo=True,
                    wire=lambda parts: add_examples("text", parts.form, parts.view))

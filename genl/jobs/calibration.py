@@ -48,7 +48,20 @@ def inversion_signature(settings, video_digest: str) -> str:
     return json.dumps([str(p) for p in parts])
 
 
-def stage_units(settings, windows: int, inversion_cached: bool = False) -> dict:
+def windows_per_step(settings, fallback: float = 1.0) -> float:
+    """Clips one step denoises, averaged over the run's steps: moving schedules (shifted, settled) change the
+    count every step, so the first step's windows would misstate both the estimate and the measured rate."""
+    from genl.plan import CoDenoisePlan
+
+    cn = getattr(settings, "codenoise", None)
+    if cn is None:
+        return float(fallback)
+    steps = max(1, int(settings.steps))
+    plan = CoDenoisePlan.from_settings(cn, settings.num_frames, num_steps=steps)
+    return sum(len(plan.windows_at(k)) for k in range(steps)) / steps
+
+
+def stage_units(settings, windows: float, inversion_cached: bool = False) -> dict:
     cn = settings.codenoise
     px = settings.width * settings.height / 512 ** 2
     cfg = 2 if settings.guidance > 1 else 1
@@ -96,7 +109,7 @@ class Calibration:
         return sig in self.data.get("inverted", [])
 
     # ---- estimate ----------------------------------------------------------------------------------
-    def expected(self, settings, device: str, windows: int, static_seconds: Optional[float] = None) -> dict:
+    def expected(self, settings, device: str, windows: float, static_seconds: Optional[float] = None) -> dict:
         """Seconds per stage (+ "overhead"), "calibrated" (measured here) and "cached" (inversion free)."""
         cached = self.is_cached(settings)
         units = stage_units(settings, windows, cached)
@@ -115,8 +128,8 @@ class Calibration:
 
     def estimate(self, settings, static: dict) -> dict:
         """The static estimate dict with "seconds" from rates measured here (when there are any)."""
-        exp = self.expected(settings, static.get("device", "cpu"), int(static.get("windows") or 1),
-                            static.get("seconds"))
+        exp = self.expected(settings, static.get("device", "cpu"),
+                            windows_per_step(settings, static.get("windows") or 1), static.get("seconds"))
         return dict(static, seconds=sum(exp["seconds"].values()), calibrated=exp["calibrated"],
                     inversion_cached=exp["cached"], calibration_jobs=exp["jobs"])
 
@@ -150,9 +163,7 @@ class Calibration:
         return ev
 
     def _start(self, job: str, settings, device: str, t: float) -> None:
-        from genl.plan import CoDenoisePlan
-
-        windows = len(CoDenoisePlan.from_settings(settings.codenoise, settings.num_frames).windows)
+        windows = windows_per_step(settings)
         exp = self.expected(settings, device, windows)
         self._jobs[job] = dict(settings=settings, kind=getattr(settings, "kind", ""), device=device, windows=windows, expected=exp["seconds"],
                                cached=exp["cached"], started=t, stages={}, last=t)
