@@ -272,3 +272,27 @@ def test_threshold_sweep_counts_hits_above_the_threshold_and_absent_prompts_that
     assert rows[0.2] == {"threshold": 0.2, "recall@0.5": 0.5, "false_detections": 0.5}  # 0.4 and 0.22 hit
     assert rows[0.35] == {"threshold": 0.35, "recall@0.5": 0.25, "false_detections": 0.25}
     assert rows[0.05]["recall@0.5"] == 0.75 and rows[0.05]["false_detections"] == 0.75
+
+
+def test_detector_scenes_with_distractors_keep_the_named_objects_truth_and_absent_prompts_avoid_them():
+    import numpy as np
+
+    from genl.demo.detectors import absent_prompt, sample_clip, sample_scene
+    from genl.demo.world import PALETTE
+
+    spec, alone, masks, boxes = sample_clip(5, 64, 4)
+    spec2, video, masks2, boxes2, present = sample_scene(5, 64, 4, distractors=2)
+    assert spec2 == spec and np.array_equal(masks2, masks) and np.array_equal(boxes2, boxes)
+    assert len(present) == 3 and (spec.colour, spec.shape) in present
+    from genl.demo.world import clip_states, states_alpha
+
+    inside = states_alpha(clip_states(spec, 4), 64) > 0.999  # away from its anti-aliased edge
+    assert np.array_equal(video[inside], alone[inside])  # the named object is drawn on top, unchanged
+    assert not np.array_equal(video, alone)  # the distractors are there
+    others = present - {(spec.colour, spec.shape)}
+    for colour, _ in others:  # each distractor's colour shows up outside the named object
+        assert (np.abs(video[~masks].astype(int) - np.array(PALETTE[colour])).sum(-1) < 12).any()
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        words = absent_prompt(spec.colour, spec.shape, rng, present).split()[1:]
+        assert tuple(words) not in present

@@ -24,13 +24,14 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genl.demo.world import COLOURS, SHAPES, clip_states, random_clip, render_states, states_alpha
+from genl.demo.world import COLOURS, PALETTE, SHAPES, clip_states, random_clip, render_states, states_alpha
 
 from .train import add_config_args, start_run
 
@@ -136,11 +137,16 @@ def object_prompt(colour: str, shape: str, rng) -> str:
     return str(rng.choice([f"the {colour} {shape}", f"a {colour} {shape}", f"{colour} {shape}"]))
 
 
-def absent_prompt(colour: str, shape: str, rng) -> str:
-    """A prompt this frame does not match: another colour, another shape, or both."""
-    c = str(rng.choice([x for x in COLOURS if x != colour]))
-    s = str(rng.choice([x for x in SHAPES if x != shape]))
-    return str(rng.choice([f"the {c} {shape}", f"the {colour} {s}", f"the {c} {s}"]))
+def absent_prompt(colour: str, shape: str, rng, present: frozenset = frozenset()) -> str:
+    """A prompt this frame does not match: another colour, another shape, or both, naming none of the
+    (colour, shape) pairs in `present` either (the distractors of a scene)."""
+    taken = set(present) | {(colour, shape)}
+    while True:
+        c = str(rng.choice([x for x in COLOURS if x != colour]))
+        s = str(rng.choice([x for x in SHAPES if x != shape]))
+        pair = [(c, shape), (colour, s), (c, s)][int(rng.integers(3))]
+        if pair not in taken:
+            return f"the {pair[0]} {pair[1]}"
 
 
 def sample_clip(seed: int, size: int, frames: int = 16):
@@ -150,6 +156,29 @@ def sample_clip(seed: int, size: int, frames: int = 16):
     masks = states_alpha(states, size) > 0.5
     boxes = np.stack([_box(m) for m in masks])
     return spec, render_states(states, spec.seed, size), masks, boxes
+
+
+def sample_scene(seed: int, size: int, frames: int = 16, distractors: int = 0):
+    """`sample_clip` plus `distractors` other moving objects drawn under the named one, each differing from it
+    in colour or shape or both: the prompt, not objectness, then decides which box is right. Returns
+    (spec, frames, masks, boxes, present) with `present` the (colour, shape) pairs in the scene."""
+    spec, video, masks, boxes = sample_clip(seed, size, frames)
+    present = {(spec.colour, spec.shape)}
+    if distractors <= 0:
+        return spec, video, masks, boxes, frozenset(present)
+    rng = np.random.default_rng(seed + 7_777_777)
+    on_top = states_alpha(clip_states(spec, frames), size)[..., None]
+    mixed = video.astype(np.float32)
+    for _ in range(distractors):
+        other = random_clip(rng)
+        while (other.colour, other.shape) in present:
+            other = random_clip(rng)
+        present.add((other.colour, other.shape))
+        alpha = states_alpha(clip_states(other, frames), size)[..., None] * (1 - on_top)
+        mixed = mixed * (1 - alpha) + np.float32(PALETTE[other.colour]) * alpha
+        on_top = np.maximum(on_top, alpha)
+    video = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return spec, video, masks, boxes, frozenset(present)
 
 
 def _box(mask):
@@ -197,13 +226,14 @@ class DetectorTrainConfig:
     log_every: int = 50
     seed: int = 0
     init: str = ""                  # go on training the models saved in this folder (a previous run's OUT)
+    distractors: int = 0            # other objects per training frame, so that the words pick the box
     smoke: bool = False             # tiny sizes, CPU-friendly: checks the script end to end in < 1 min
 
 
-def _render(args):
+def _render(args, distractors: int = 0):
     seed, size = args
-    spec, frames, masks, boxes = sample_clip(seed, size)
-    return frames, masks, boxes, spec.colour, spec.shape
+    spec, frames, masks, boxes, present = sample_scene(seed, size, distractors=distractors)
+    return frames, masks, boxes, spec.colour, spec.shape, present
 
 
 class _Budget:
@@ -257,11 +287,12 @@ def train(cfg: DetectorTrainConfig) -> dict:
         sam2 = Sam2VideoModel.from_pretrained(Path(cfg.init) / "sam2", dtype=torch.float32)
         log["init"] = cfg.init
     gdino, sam2 = gdino.to(device).train(), sam2.to(device).train()
-    data = render_parallel(_render, cfg.clips, mc.size, cfg.seed)
+    data = render_parallel(partial(_render, distractors=cfg.distractors), cfg.clips, mc.size, cfg.seed)
     frames = np.stack([d[0] for d in data])           # (N, 16, H, W, 3)
     masks = torch.from_numpy(np.stack([d[1] for d in data])).to(device)
     boxes = torch.from_numpy(np.stack([d[2] for d in data])).to(device)
     words = [(d[3], d[4]) for d in data]
+    present = [d[5] for d in data]
     pixels = torch.cat([_pixels(f, "cpu").half() for f in frames]).view(*frames.shape[:2], 3, mc.size, mc.size)
     pixels = pixels.to(device)
     log["render_seconds"] = round(time.time() - t0, 1)
@@ -282,7 +313,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
     while st.running():
         ci, fi = batch(cfg.batch)
         positive = torch.from_numpy(rng.random(cfg.batch) >= cfg.negatives).to(device)
-        texts = [object_prompt(*words[c], rng) if p else absent_prompt(*words[c], rng)
+        texts = [object_prompt(*words[c], rng) if p else absent_prompt(*words[c], rng, present[c])
                  for c, p in zip(ci.tolist(), positive.tolist())]
         enc = tok([t + "." for t in texts], padding=True, return_tensors="pt", return_token_type_ids=True).to(device)
         out = gdino(pixel_values=pixels[ci, fi].float(), **enc,
@@ -345,7 +376,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the tiny GroundingDINO + SAM 2 on the shapes world")
     add_config_args(t, DetectorTrainConfig(), ("out", "minutes", "clips", "batch", "lr", "negatives", "log_every",
-                                               "seed", "init"))
+                                               "seed", "init", "distractors"))
     t.add_argument("--smoke", action="store_true", help="tiny sizes and data: a CPU check in < 1 min")
     t.add_argument("--evaluate", type=int, default=0, help="then evaluate on this many held-out videos")
     e = sub.add_parser("evaluate", help="recall, mask IoU and flicker on held-out synthetic videos")
