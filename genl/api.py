@@ -24,7 +24,11 @@ from .timeline import Timeline, load_timeline
 SPEED_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "speed.json"
 # UNet frame-evaluations per second at 512x512 when bench/results/speed.json has no row for the job's setup
 RATES = {("cuda", "sd"): 300.0, ("cuda", "animatediff"): 180.0, ("cpu", "sd"): 0.6, ("cpu", "animatediff"): 0.4}
-DEMO_RATE_FACTOR = 60.0  # the demo model is ~60x cheaper per frame than SD-1.5 at the same latent size
+# How much faster the demo model runs than RATES says for SD-1.5-sized models at the same pixels, measured:
+# CPU, 2 cores: the web default (2496 frame-evals at 128 px) denoised in ~54 s, 46 evals/s = 7.2x RATES' 0.4;
+# CUDA: bench/quality.py's 25-step S=4 videos (~16800 evals at 128 px) in 2.1 s on an H200, ~2.8x RATES' 180
+# (a tiny model leaves the GPU launch-bound, so it gains far less there than its FLOPs suggest).
+DEMO_RATE_FACTOR = {"cpu": 7.5, "cuda": 3.0}
 
 
 def run_job(settings, out_dir, *, progress: Optional[Progress] = None, is_cancelled: Optional[IsCancelled] = None,
@@ -98,7 +102,7 @@ def estimate(settings) -> dict:
     rate = (measured if device == "cuda" and measured else RATES[(device, family)])
     rate *= (512 * 512) / (settings.width * settings.height)
     if settings.model == DEMO_NAME:
-        rate *= DEMO_RATE_FACTOR
+        rate *= DEMO_RATE_FACTOR[device]
     memory_gb = (3.5 if family == "sd" else 5.0) + 0.09 * cn.clip_length * cfg * settings.width * settings.height / 512**2
     return {"frame_evals": int(evals), "windows": len(windows), "seconds": evals / rate,
             "memory_gb": round(memory_gb, 1), "device": device}

@@ -111,3 +111,22 @@ def test_on_a_gpu_settled_is_estimated_at_the_moving_clips_rate_until_it_has_its
     own = rows.get("ad_settled_compiled", {}).get("unet_frames_per_s")
     rate = own or rows["ad_shifted_compiled"]["unet_frames_per_s"]
     assert est["seconds"] == pytest.approx(est["frame_evals"] / rate)
+
+
+def test_first_estimate_of_the_demo_web_default_on_a_cpu_is_near_what_it_took(monkeypatch):
+    """Issue 12: the page promised 54 s for a job that took 308 s. Before any job has calibrated the machine,
+    the static estimate of the demo's web default (58.5 s measured on 2 cores, assets/demo-model/README.md)
+    and of the old 50-step default (about 280-308 s) must be in the right range."""
+    from genl import api
+    from genl.settings import GenerateSettings
+    from ui.common import DEMO_QUICK
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    prompt = "0-31: a red circle moving right over grass | 32-63: a blue square bouncing over sand"
+    quick = GenerateSettings(prompt=prompt, num_frames=64, width=128, height=128, steps=DEMO_QUICK["steps"],
+                             scheduler=DEMO_QUICK["scheduler"], pipeline="animatediff",
+                             codenoise=CoDenoiseSettings(stride=DEMO_QUICK["stride"], schedule=DEMO_QUICK["schedule"]))
+    assert 30 <= api.estimate(quick)["seconds"] <= 90
+    old = GenerateSettings(prompt=prompt, num_frames=64, width=128, height=128, steps=50, pipeline="animatediff",
+                           codenoise=CoDenoiseSettings(stride=4))
+    assert 200 <= api.estimate(old)["seconds"] <= 600
