@@ -38,15 +38,16 @@ CASES = {
     "edit": lambda: EditSettings(**EDIT, smoothness=0.1, **SMALL),
     "edit_masked": lambda: EditSettings(**EDIT, mask_object="the red circle", strength=0.5, **SMALL),
 }
-PINNED = {  # recorded at bf54672, before issue 8's changes
-    "edit": "9a4741a486abb2ef5daa00ea2de0c67ee3c1d5a0e64dacf61abe4cb21b28f54d",
-    # re-pinned after issue 9: the object masks now come through MaskSettings (2 px dilation by default and the
-    # tracker's fill/feather); the engine's four other hashes still hold from bf54672. Re-pinned again when the
-    # composite took MaskSettings.feather's soft mask (masks.feather) instead of its own fixed 2 x blur(1.5)
-    "edit_masked": "2c2a599d3f419de8791863a00c438cd8e86fe8b9b40de96bcd710493dd43c00f",
-    "generate_animatediff": "c14d8ecb4318327348a42f2cb64b5ad39ad20841b2a43a488628455166736d11",
-    "generate_edges": "7b2550fe502796697319f066c300f647cd463872a450e085c8ed53c47a82570f",
-    "generate_tuning_free": "0d6a241b1b829558fb14f6e491f9e5e67249dd25b700f2d7233e54d8f344dc04",
+PINNED = {
+    # Re-pinned at stop 9 for the retrained demo bundle (text-aware motion stage) and its trailing timestep
+    # spacing. Before re-pinning, the previous hashes (bf54672, and the edit_masked re-pins of issue 9) were
+    # checked to still hold at this commit with the previous bundle (1bee4ee's assets/demo-model): the engine
+    # did not change, only the model and its scheduler config.
+    "edit": "b372b4965515a412bc18ba2a34c3ca12f0f08f31e0b1cbc2c963109aa6e0a46f",
+    "edit_masked": "114a9716ef03f631deae6da093fac834cce0d8ce36d2c5c385b81a4524666303",
+    "generate_animatediff": "d5b370e15e5eaa39836924096ccaafacdb4dc3104838aabcf04b18d83e897488",
+    "generate_edges": "b1be3f515912f075c857549e95d3f40757d26e0cd11390be832407e6a1ab3a6b",
+    "generate_tuning_free": "3105aa85f40de9d32de831a93812f9c627657e446cd9c626f1c53a890a244e00",
 }
 
 
