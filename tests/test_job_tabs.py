@@ -45,7 +45,7 @@ def test_text_tab_starts_the_demo_model_with_its_fast_settings_and_other_tabs_do
     text = _start_values(tab_text.create_demo(studio))
     assert text["Model"] == common.DEMO  # this studio has no other model configured
     assert (text["Steps"], text["Scheduler"], text["Clip spacing (frames)"], text["Clip schedule"]) == (
-        15, "dpm++", 16, "settled")
+        10, "dpm++", 16, "settled")
     edit = _start_values(tab_edit.create_demo(studio))
     assert (edit["Steps"], edit["Scheduler"], edit["Clip spacing (frames)"], edit["Clip schedule"]) == (
         common.DEFAULTS.steps, common.DEFAULTS.scheduler, common.CN.stride, common.CN.schedule)

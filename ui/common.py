@@ -207,10 +207,10 @@ def fit_size_to_model(model, width, height):
     return gr.update(), gr.update()
 
 
-# The demo model's text->video defaults: 15 DPM++ steps over settled clips at spacing = clip length finish a
+# The demo model's text->video defaults: 10 DPM++ steps over settled clips at spacing = clip length finish a
 # 64-frame video in under a minute on 2 CPU cores and score better on the quality benchmark than 50 DDIM steps
 # at S=4 did on the previous demo model (assets/demo-model/README.md has both measurements).
-DEMO_QUICK = {"steps": 15, "scheduler": "dpm++", "stride": CN.clip_length, "schedule": "settled"}
+DEMO_QUICK = {"steps": 10, "scheduler": "dpm++", "stride": CN.clip_length, "schedule": "settled"}
 STANDARD_SAMPLING = {"steps": DEFAULTS.steps, "scheduler": DEFAULTS.scheduler, "stride": CN.stride,
                      "schedule": CN.schedule}
 
