@@ -25,7 +25,8 @@ SPEED_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "
 # UNet frame-evaluations per second at 512x512 when bench/results/speed.json has no row for the job's setup
 RATES = {("cuda", "sd"): 300.0, ("cuda", "animatediff"): 180.0, ("cpu", "sd"): 0.6, ("cpu", "animatediff"): 0.4}
 # How much faster the demo model runs than RATES says for SD-1.5-sized models at the same pixels, measured:
-# CPU, 2 cores: 15 settled DPM++ steps of the demo web job (2496 frame-evals at 128 px) denoised in ~54 s, 46 evals/s = 7.2x RATES' 0.4;
+# CPU, 2 cores: 15 settled DPM++ steps of the demo web job (2496 frame-evals at 128 px) denoised in ~54 s,
+# 46 evals/s = 7.2x RATES' 0.4;
 # CUDA: bench/quality.py's 25-step S=4 videos (~16800 evals at 128 px) in 2.1 s on an H200, ~2.8x RATES' 180
 # (a tiny model leaves the GPU launch-bound, so it gains far less there than its FLOPs suggest).
 DEMO_RATE_FACTOR = {"cpu": 7.5, "cuda": 3.0}
