@@ -296,3 +296,22 @@ def test_detector_scenes_with_distractors_keep_the_named_objects_truth_and_absen
     for _ in range(200):
         words = absent_prompt(spec.colour, spec.shape, rng, present).split()[1:]
         assert tuple(words) not in present
+
+
+def test_detector_evaluation_writes_both_reports_with_and_without_distractors(tiny_detectors, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from genl.demo.detectors_eval import SWEEP, write_report
+
+    folder = tmp_path / "models"  # a copy: the reports are written beside the models
+    shutil.copytree(Path(tiny_detectors["detector"]).parent, folder)
+    plain = write_report(str(folder), videos=1, frames=3, device="cpu")
+    scenes = write_report(str(folder), videos=1, frames=3, device="cpu", distractors=2)
+    assert (plain["distractors"], scenes["distractors"]) == (0, 2)
+    for stem in ("evaluation", "evaluation_distractors2"):
+        saved = json.loads((folder / f"{stem}.json").read_text())
+        assert [r["threshold"] for r in saved["threshold_sweep"]] == list(SWEEP)
+        assert "other objects" in (folder / f"{stem}.md").read_text() or stem == "evaluation"
+    assert 0 <= scenes["misses_propagated"] <= 1 and 0 <= scenes["top1_recall@0.5"] <= 1

@@ -384,6 +384,7 @@ def main(argv=None) -> int:
     e.add_argument("--videos", type=int, default=12)
     e.add_argument("--frames", type=int, default=32)
     e.add_argument("--device", default="auto")
+    e.add_argument("--distractors", type=int, default=0, help="other objects in every frame (the prompt decides)")
     args = ap.parse_args(argv)
     if args.command == "train":
         kw = {k: v for k, v in vars(args).items() if k not in ("command", "evaluate")}
@@ -394,11 +395,12 @@ def main(argv=None) -> int:
         if args.evaluate:
             from .detectors_eval import write_report
 
-            write_report(args.out, args.evaluate, 16 if args.smoke else 32)
+            for n in sorted({0, args.distractors}):  # and on scenes like the training ones
+                write_report(args.out, args.evaluate, 16 if args.smoke else 32, distractors=n)
         return 0
     from .detectors_eval import write_report
 
-    write_report(args.models, args.videos, args.frames, args.device)
+    write_report(args.models, args.videos, args.frames, args.device, args.distractors)
     return 0
 
 

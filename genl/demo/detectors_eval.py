@@ -2,7 +2,8 @@
 frame-to-frame mask IoU (flicker), with SAM 2 propagation and with every frame segmented on its own.
 
 Videos are `random_clip(900_000_000 + k)` (training clips use seeds below 10^9 / 1_000_003 * ... far from these),
-prompt "the {colour} {shape}". Writes OUT/evaluation.json and OUT/evaluation.md.
+prompt "the {colour} {shape}". Writes OUT/evaluation.json and OUT/evaluation.md
+(OUT/evaluation_distractorsN.* for scenes with N other objects).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from genl.conditions.detector import box_iou
 from genl.conditions.mask_settings import MaskSettings
 
-from .detectors import absent_prompt, sample_clip
+from .detectors import absent_prompt, sample_scene
 
 HELD_OUT = 900_000_000
 SWEEP = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)
@@ -40,7 +41,8 @@ def threshold_sweep(present: list[tuple[float, bool]], absent: list[float]) -> l
              "false_detections": round(float(np.mean([s >= t for s in absent])), 4)} for t in SWEEP]
 
 
-def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "auto") -> dict:
+def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "auto", distractors: int = 0) -> dict:
+    """distractors: other objects drawn under the named one (`sample_scene`), so recall needs the prompt read."""
     from genl.conditions.detector_models import load_detector, load_tracker
     from genl.conditions.masks import object_masks
 
@@ -56,7 +58,7 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
     rng = np.random.default_rng(HELD_OUT)
     t0 = time.time()
     for k in range(videos):
-        spec, clip, truth, boxes = sample_clip(HELD_OUT + k, size, frames)
+        spec, clip, truth, boxes, in_scene = sample_scene(HELD_OUT + k, size, frames, distractors)
         prompt = f"the {spec.colour} {spec.shape}"
         rows["recall@0.5"] += first_box_hits(detector(clip, prompt, base.box_threshold, base.text_threshold), boxes)
         # the best-scoring box whatever its score: tells a localisation failure from a score calibration one
@@ -65,7 +67,7 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
         present += [(float(d.scores[0]) if len(d) else 0.0, hit)
                     for d, hit in zip(anything, first_box_hits(anything, boxes))]
         absent += [float(d.scores[0]) if len(d) else 0.0
-                   for d in detector(clip, absent_prompt(spec.colour, spec.shape, rng), 0.0, 0.0)]
+                   for d in detector(clip, absent_prompt(spec.colour, spec.shape, rng, in_scene), 0.0, 0.0)]
         for name, propagate in (("propagated", True), ("per_frame", False)):
             try:
                 got = object_masks(clip, prompt, settings=replace(base, propagate=propagate), detector=detector,
@@ -83,18 +85,21 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
             pass
     summary = {k: (round(float(np.mean(v)), 4) if isinstance(v, list) and v else (None if v == [] else v))
                for k, v in rows.items()}
-    summary.update(videos=videos, frames=frames, size=size, seconds=round(time.time() - t0, 1),
+    summary.update(videos=videos, frames=frames, size=size, distractors=distractors, seconds=round(time.time() - t0, 1),
                    threshold_sweep=threshold_sweep(present, absent))
     return summary
 
 
-def write_report(models: str, videos: int = 12, frames: int = 32, device: str = "auto") -> dict:
-    res = evaluate(models, videos, frames, device)
+def write_report(models: str, videos: int = 12, frames: int = 32, device: str = "auto",
+                 distractors: int = 0) -> dict:
+    res = evaluate(models, videos, frames, device, distractors)
     out = Path(models)
-    (out / "evaluation.json").write_text(json.dumps(res, indent=1))
+    stem = "evaluation" + (f"_distractors{distractors}" if distractors else "")
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     table = [
         f"Held-out synthetic videos: {res['videos']} x {res['frames']} frames at {res['size']} px, "
-        f"prompt 'the {{colour}} {{shape}}'.",
+        f"prompt 'the {{colour}} {{shape}}'" + (f", {distractors} other objects in every frame." if distractors
+                                              else "."),
         "",
         "| metric | GroundingDINO + SAM 2 propagation | every frame on its own | ground truth | colour fallback |",
         "|---|---|---|---|---|",
@@ -115,6 +120,6 @@ def write_report(models: str, videos: int = 12, frames: int = 32, device: str = 
         "|---|---|---|",
     ] + [f"| {r['threshold']} | {r['recall@0.5']:.3f} | {r['false_detections']:.3f} |"
          for r in res["threshold_sweep"]]
-    (out / "evaluation.md").write_text("\n".join(table) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table), flush=True)
     return res
