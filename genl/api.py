@@ -87,7 +87,7 @@ def estimate(settings) -> dict:
     if motion:  # spatial layers once per frame per step
         frames_per_pass = settings.steps * settings.num_frames
     else:  # schedules may move their windows every step: count each step's clips
-        frames_per_pass = sum(len(plan.windows_at(k)) for k in range(settings.steps)) * cn.clip_length
+        frames_per_pass = plan.clips_over(settings.steps) * cn.clip_length
     evals = frames_per_pass * cfg
     if isinstance(settings, EditSettings):
         evals += settings.strength * frames_per_pass

@@ -143,6 +143,11 @@ class CoDenoisePlan:
             out.append(self._weights[end - start])
         return out
 
+    def clips_over(self, num_steps: int) -> int:
+        """Clips denoised over the first `num_steps` steps, each step counted on its own (moving schedules
+        change the count from step to step): what a run costs, for estimates and benchmarks."""
+        return sum(len(self.windows_at(k)) for k in range(int(num_steps)))
+
     @property
     def windows(self) -> list[Window]:
         """The first step's windows: what the strip and the estimate show."""

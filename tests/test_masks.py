@@ -278,14 +278,12 @@ def test_detector_scenes_with_distractors_keep_the_named_objects_truth_and_absen
     import numpy as np
 
     from genl.demo.detectors import absent_prompt, sample_clip, sample_scene
-    from genl.demo.world import PALETTE
+    from genl.demo.world import PALETTE, clip_states, states_alpha
 
     spec, alone, masks, boxes = sample_clip(5, 64, 4)
     spec2, video, masks2, boxes2, present = sample_scene(5, 64, 4, distractors=2)
     assert spec2 == spec and np.array_equal(masks2, masks) and np.array_equal(boxes2, boxes)
     assert len(present) == 3 and (spec.colour, spec.shape) in present
-    from genl.demo.world import clip_states, states_alpha
-
     inside = states_alpha(clip_states(spec, 4), 64) > 0.999  # away from its anti-aliased edge
     assert np.array_equal(video[inside], alone[inside])  # the named object is drawn on top, unchanged
     assert not np.array_equal(video, alone)  # the distractors are there

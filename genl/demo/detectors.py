@@ -151,23 +151,30 @@ def absent_prompt(colour: str, shape: str, rng, present: frozenset = frozenset()
 
 def sample_clip(seed: int, size: int, frames: int = 16):
     """Frames (F, H, W, 3), exact masks (F, H, W) bool and boxes (F, 4) xyxy px of one random clip."""
+    spec, video, masks, boxes, _ = _clip_and_coverage(seed, size, frames)
+    return spec, video, masks, boxes
+
+
+def _clip_and_coverage(seed: int, size: int, frames: int):
+    """`sample_clip` plus the object's coverage (F, H, W) float, which a scene needs to draw under it."""
     spec = random_clip(seed)
     states = clip_states(spec, frames)
-    masks = states_alpha(states, size) > 0.5
+    coverage = states_alpha(states, size)
+    masks = coverage > 0.5
     boxes = np.stack([_box(m) for m in masks])
-    return spec, render_states(states, spec.seed, size), masks, boxes
+    return spec, render_states(states, spec.seed, size), masks, boxes, coverage
 
 
 def sample_scene(seed: int, size: int, frames: int = 16, distractors: int = 0):
     """`sample_clip` plus `distractors` other moving objects drawn under the named one, each differing from it
     in colour or shape or both: the prompt, not objectness, then decides which box is right. Returns
     (spec, frames, masks, boxes, present) with `present` the (colour, shape) pairs in the scene."""
-    spec, video, masks, boxes = sample_clip(seed, size, frames)
+    spec, video, masks, boxes, coverage = _clip_and_coverage(seed, size, frames)
     present = {(spec.colour, spec.shape)}
     if distractors <= 0:
         return spec, video, masks, boxes, frozenset(present)
     rng = np.random.default_rng(seed + 7_777_777)
-    on_top = states_alpha(clip_states(spec, frames), size)[..., None]
+    on_top = coverage[..., None]
     mixed = video.astype(np.float32)
     for _ in range(distractors):
         other = random_clip(rng)

@@ -33,6 +33,11 @@ def first_box_hits(detections, boxes: np.ndarray) -> list[bool]:
     return [bool(len(d) and box_iou(d.boxes[:1], b[None])[0, 0] >= 0.5) for d, b in zip(detections, boxes)]
 
 
+def best_scores(detections) -> list[float]:
+    """Per frame: its best detection's score (0 where nothing was detected)."""
+    return [float(d.scores[0]) if len(d) else 0.0 for d in detections]
+
+
 def threshold_sweep(present: list[tuple[float, bool]], absent: list[float]) -> list[dict]:
     """Per box threshold: recall (frames whose best box passes it and is right) and false detections (frames
     whose best score for a prompt naming something absent passes it). Tells whether a lower threshold than
@@ -54,8 +59,8 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
     rows = {"recall@0.5": [], "top1_recall@0.5": [], "propagated_iou": [], "per_frame_iou": [],
             "propagated_f2f": [], "per_frame_f2f": [], "truth_f2f": [], "colour_iou": [],
             "misses_propagated": 0, "misses_per_frame": 0}
-    present, absent = [], []
-    rng = np.random.default_rng(HELD_OUT)
+    true_best, absent_best = [], []  # per frame: (best score, its box right) for the named object; best score
+    rng = np.random.default_rng(HELD_OUT)  # for a prompt naming something not in the scene
     t0 = time.time()
     for k in range(videos):
         spec, clip, truth, boxes, in_scene = sample_scene(HELD_OUT + k, size, frames, distractors)
@@ -63,11 +68,10 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
         rows["recall@0.5"] += first_box_hits(detector(clip, prompt, base.box_threshold, base.text_threshold), boxes)
         # the best-scoring box whatever its score: tells a localisation failure from a score calibration one
         anything = detector(clip, prompt, 0.0, 0.0)
-        rows["top1_recall@0.5"] += first_box_hits(anything, boxes)
-        present += [(float(d.scores[0]) if len(d) else 0.0, hit)
-                    for d, hit in zip(anything, first_box_hits(anything, boxes))]
-        absent += [float(d.scores[0]) if len(d) else 0.0
-                   for d in detector(clip, absent_prompt(spec.colour, spec.shape, rng, in_scene), 0.0, 0.0)]
+        hits = first_box_hits(anything, boxes)
+        rows["top1_recall@0.5"] += hits
+        true_best += list(zip(best_scores(anything), hits))
+        absent_best += best_scores(detector(clip, absent_prompt(spec.colour, spec.shape, rng, in_scene), 0.0, 0.0))
         for name, propagate in (("propagated", True), ("per_frame", False)):
             try:
                 got = object_masks(clip, prompt, settings=replace(base, propagate=propagate), detector=detector,
@@ -86,7 +90,7 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
     summary = {k: (round(float(np.mean(v)), 4) if isinstance(v, list) and v else (None if v == [] else v))
                for k, v in rows.items()}
     summary.update(videos=videos, frames=frames, size=size, distractors=distractors, seconds=round(time.time() - t0, 1),
-                   threshold_sweep=threshold_sweep(present, absent))
+                   threshold_sweep=threshold_sweep(true_best, absent_best))
     return summary
 
 

@@ -58,7 +58,7 @@ def windows_per_step(settings, fallback: float = 1.0) -> float:
         return float(fallback)
     steps = max(1, int(settings.steps))
     plan = CoDenoisePlan.from_settings(cn, settings.num_frames, num_steps=steps)
-    return sum(len(plan.windows_at(k)) for k in range(steps)) / steps
+    return plan.clips_over(steps) / steps
 
 
 def stage_units(settings, windows: float, inversion_cached: bool = False) -> dict:
