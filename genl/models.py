@@ -174,11 +174,15 @@ def has_image_unet(path: str) -> bool:
 
 
 def _image_components_of_animatediff(model: str, dtype: torch.dtype) -> dict:
-    """The AnimateDiff folder's components with its image UNet in place of the motion UNet."""
+    """The AnimateDiff folder's components with its image UNet in place of the motion UNet, and its image text
+    encoder (text_encoder_2d/) when the video model has its own."""
     from diffusers import AnimateDiffPipeline
+    from transformers import CLIPTextModel
 
     comps = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype).components
     comps["unet"] = image_unet_of_animatediff(model, comps["unet"]).to(dtype)
+    if (Path(model) / "text_encoder_2d" / "config.json").exists():
+        comps["text_encoder"] = CLIPTextModel.from_pretrained(Path(model) / "text_encoder_2d", torch_dtype=dtype)
     return {k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
 
 

@@ -72,7 +72,7 @@ def test_motion_rule_reads_rendered_motion_and_rejects_reversed():
             assert not motion_followed(parsed[a:b + 1][::-1], motion), text
 
 
-def _stage_alone(tmp_path, which: str):
+def _stage_alone(tmp_path, which: str, **extra):
     from genl.demo.train import TrainConfig, train
 
     init = tmp_path / "init"
@@ -81,7 +81,7 @@ def _stage_alone(tmp_path, which: str):
     out = tmp_path / which
     cfg = TrainConfig(stage="motion", init=str(init), out=str(out), minutes_motion=0.01, motion_videos=2,
                       motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1,
-                      motion_train=which, probe_clips=2)
+                      motion_train=which, probe_clips=2, **extra)
     return init, out, train(cfg)
 
 
@@ -101,6 +101,7 @@ def test_motion_stage_alone_keeps_2d_weights(tmp_path):
     assert any(not torch.equal(before[k].half(), after[k]) for k in motion_keys)
     assert (out / "unet_2d" / "config.json").exists() and (out / "training_log_motion.json").exists()
     assert not list((out / "unet_2d").glob("*.safetensors"))  # the 2D weights are stored once
+    assert not (out / "text_encoder_2d").exists()  # the text encoder too, when frozen
     assert set(log["direction_probe"]) == {"before", "after"}
 
 
@@ -119,6 +120,37 @@ def test_text_aware_motion_stage_keeps_the_image_unet_apart(tmp_path):
     image = image_unet_of_animatediff(out, motion).state_dict()
     assert set(image) == {k for k in before if "motion_modules" not in k}
     assert all(torch.equal(before[k].half(), image[k].half()) for k in image)
+
+
+def _folder_weights(folder):
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def test_motion_stage_can_train_the_video_text_encoder_apart(tmp_path):
+    """--lr-text-scale > 0: the video model's text encoder learns (so direction words can come apart), the
+    image pipelines load the untouched one from text_encoder_2d/, and a second motion run on that bundle keeps
+    text_encoder_2d/ as the image encoder rather than the trained one."""
+    from genl.models import ModelManager
+
+    init, out, log = _stage_alone(tmp_path, "modules", lr_text_scale=1.0, lr_motion=1e-2)
+    before, video, image = (_folder_weights(f / d) for f, d in ((init, "text_encoder"), (out, "text_encoder"),
+                                                                  (out, "text_encoder_2d")))
+    assert set(before) == set(video) == set(image)
+    assert any(not torch.equal(before[k].half(), video[k]) for k in before)
+    assert all(torch.equal(before[k].half(), image[k]) for k in before)
+    loaded = ModelManager().get("tuning_free", str(out), device="cpu", precision="fp32").text_encoder.state_dict()
+    assert all(torch.equal(image[k].float(), loaded[k]) for k in image if k in loaded)
+
+    again = tmp_path / "again"
+    from genl.demo.train import TrainConfig, train
+
+    train(TrainConfig(stage="motion", init=str(out), out=str(again), minutes_motion=0.01, motion_videos=2,
+                      motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1,
+                      motion_train="modules", probe_clips=0))
+    assert all(torch.equal(image[k], v) for k, v in _folder_weights(again / "text_encoder_2d").items())
+    assert all(torch.equal(video[k], v) for k, v in _folder_weights(again / "text_encoder").items())
 
 
 def test_motion_loss_weights_frame_to_frame_error():

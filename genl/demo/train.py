@@ -3,10 +3,10 @@
 1. VAE (L1 + MSE + a small KL) on single frames; scaling_factor = 1 / std of its latents.
 2. Text encoder + UNet2DConditionModel from scratch on single frames with their clip's caption
    (epsilon prediction, SD's scaled-linear betas, 10 % empty captions for classifier-free guidance).
-3. AnimateDiff motion modules on 16-frame windows of rendered long videos, the 2D weights and the text
-   encoder frozen (`genl.demo.train_motion`; `stage="motion"` retrains it alone on a finished bundle).
-The result is one AnimateDiff-format folder plus `unet_2d/config.json`, from which genl/models.py
-rebuilds the image UNet by dropping the motion modules' weights.
+3. AnimateDiff motion modules on 16-frame windows of rendered long videos, with the 2D weights and the text
+   encoder when asked (`genl.demo.train_motion`; `stage="motion"` retrains it alone on a finished bundle).
+The result is one AnimateDiff-format folder plus `unet_2d/` (and `text_encoder_2d/` when stage 3 trained the
+text encoder), from which genl/models.py builds the image pipelines.
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class TrainConfig:
     ema_motion: float = 0.999
     motion_train: str = "all"       # stage 3 trains "modules" (the motion modules alone) or "all" UNet weights
     lr_2d_scale: float = 0.2        # learning rate of the 2D weights stage 3 trains, relative to lr_motion
+    lr_text_scale: float = 0.0      # >0: stage 3 trains the video model's own text encoder at lr_motion x this
     temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
     probe_clips: int = 32           # held-out clips of the direction probe before/after stage 3 (0: none)
     caption_dropout: float = 0.1
@@ -254,10 +255,10 @@ def train(cfg: TrainConfig) -> dict:
     minutes = cfg.minutes_motion
     if cfg.max_minutes > 0:
         minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.5))
-    motion, log["stages"]["motion"] = train_motion_modules(motion, ema_te, tok, data, sched, cfg, Stage, minutes,
-                                                           device, _autocast(device))
-    probe(motion, vae, ema_te, tok, sched, cfg, device, _autocast(device), log, "after")
-    save_bundle(cfg.out, vae, ema_te, tok, motion, build_motion_adapter(mc), sched, ema_unet)
+    motion, video_text, log["stages"]["motion"] = train_motion_modules(motion, ema_te, tok, data, sched, cfg, Stage,
+                                                                       minutes, device, _autocast(device))
+    probe(motion, vae, video_text, tok, sched, cfg, device, _autocast(device), log, "after")
+    save_bundle(cfg.out, vae, video_text, tok, motion, build_motion_adapter(mc), sched, ema_unet, ema_te)
     out = Path(cfg.out)
     log["total_seconds"] = round(time.time() - t0, 1)
     (out / "training_log.json").write_text(json.dumps(log, indent=1))

@@ -152,21 +152,35 @@ def motion_loss(pred: torch.Tensor, noise: torch.Tensor, temporal_weight: float)
     return mse + temporal_weight * temporal, {"mse": mse, "temporal": temporal}
 
 
+def text_encoder_group(text_encoder, lr_scale: float) -> tuple[torch.nn.Module, list[dict]]:
+    """The text encoder stage 3 conditions on, and its param group: a trainable copy when `lr_scale` > 0
+    (the caller's encoder, which the image pipelines keep, is never changed), else the encoder itself, frozen."""
+    if lr_scale <= 0:
+        return text_encoder.eval().requires_grad_(False), []
+    video_text = copy.deepcopy(text_encoder).float().train().requires_grad_(True)
+    return video_text, [{"params": list(video_text.parameters()), "lr_scale": float(lr_scale)}]
+
+
 def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sched, cfg, stage_cls, minutes: float,
-                         device, autocast) -> tuple[torch.nn.Module, dict]:
-    """Train the motion modules of `motion` (a UNetMotionModel) and the 2D parts cfg.motion_train names;
-    returns the EMA copy of the model and the stage summary."""
+                         device, autocast) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """Train the motion modules of `motion` (a UNetMotionModel), the 2D parts cfg.motion_train names and, with
+    cfg.lr_text_scale > 0, a copy of the text encoder; returns the EMA copies of the model and of the text
+    encoder (`text_encoder` itself when frozen) and the stage summary."""
     groups = trainable_groups(motion, cfg.motion_train, cfg.lr_2d_scale)
+    text_encoder, text_groups = text_encoder_group(text_encoder, cfg.lr_text_scale)
     motion.train()
-    text_encoder.eval().requires_grad_(False)
     names = [n for n, p in motion.named_parameters() if p.requires_grad]
     trainable = [p for p in motion.parameters() if p.requires_grad]
     ema = copy.deepcopy(motion).eval().requires_grad_(False)
     ema_params = [dict(ema.named_parameters())[n] for n in names]
+    text_ema = copy.deepcopy(text_encoder).eval().requires_grad_(False) if text_groups else text_encoder
+    if text_groups:
+        trainable += list(text_encoder.parameters())
+        ema_params += list(text_ema.parameters())
     alphas = sched.alphas_cumprod.to(device)
     empty = torch.tensor(tokenizer([""], padding="max_length", max_length=data.ids.shape[1]).input_ids,
                          device=device)
-    st = stage_cls("motion", groups, cfg.lr_motion, minutes, cfg.warmup_motion, cfg.log_every)
+    st = stage_cls("motion", groups + text_groups, cfg.lr_motion, minutes, cfg.warmup_motion, cfg.log_every)
     while st.running():
         frames = sample_windows(data, cfg.batch_motion)
         z = (data.means[frames] + data.stds[frames] * torch.randn_like(data.means[frames])) * data.scaling
@@ -175,7 +189,7 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
         noise = torch.randn_like(z)
         a = alphas[t].view(-1, 1, 1, 1, 1)
         zt = a.sqrt() * z + (1 - a).sqrt() * noise
-        with torch.no_grad(), autocast:
+        with torch.set_grad_enabled(bool(text_groups)), autocast:
             states = window_condition(text_encoder, data, frames, empty, cfg.caption_dropout)
         with autocast:
             pred = motion(zt, t, encoder_hidden_states=states.repeat_interleave(WINDOW, dim=0)).sample
@@ -184,7 +198,7 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
         decay = min(cfg.ema_motion, (1 + st.step) / (10 + st.step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, trainable, 1 - decay)
-    return ema, st.summary()
+    return ema, text_ema, st.summary()
 
 
 def probe(unet, vae, text_encoder, tokenizer, sched, cfg, device, autocast, log: dict, when: str) -> None:
@@ -242,6 +256,7 @@ def train_motion_stage_only(cfg) -> dict:
     log["motion_warm_start"] = bool(keep)
     log["motion_adapter"] = json.loads(_public(adapter.config))
     image_unet = image_unet_of_animatediff(init, pipe.unet)
+    image_text = image_text_encoder_of(init, text_encoder)
     # the video model's 2D weights (changed by an earlier stage 3 that trained them) and its motion modules
     motion = pipe.unet if keep else UNetMotionModel.from_unet2d(strip_motion_modules(pipe.unet, init), adapter)
     motion = motion.float().to(device)
@@ -250,10 +265,11 @@ def train_motion_stage_only(cfg) -> dict:
     if cfg.max_minutes > 0:
         minutes = max(0.05, min(minutes, cfg.max_minutes - (time.time() - t0) / 60 - 0.3 - 0.1 * (cfg.probe_clips > 0)))
     probe(motion, vae, text_encoder, pipe.tokenizer, pipe.scheduler, cfg, device, autocast, log, "before")
-    ema, log["stages"]["motion"] = train_motion_modules(motion, text_encoder, pipe.tokenizer, data,
-                                                        pipe.scheduler, cfg, Stage, minutes, device, autocast)
-    probe(ema, vae, text_encoder, pipe.tokenizer, pipe.scheduler, cfg, device, autocast, log, "after")
-    save_bundle(cfg.out, vae, text_encoder, pipe.tokenizer, ema, adapter, pipe.scheduler, image_unet)
+    ema, video_text, log["stages"]["motion"] = train_motion_modules(motion, text_encoder, pipe.tokenizer, data,
+                                                                    pipe.scheduler, cfg, Stage, minutes, device,
+                                                                    autocast)
+    probe(ema, vae, video_text, pipe.tokenizer, pipe.scheduler, cfg, device, autocast, log, "after")
+    save_bundle(cfg.out, vae, video_text, pipe.tokenizer, ema, adapter, pipe.scheduler, image_unet, image_text)
     log["total_seconds"] = round(time.time() - t0, 1)
     Path(cfg.out, "training_log_motion.json").write_text(json.dumps(log, indent=1))
     if (init / "training_log.json").exists() and Path(cfg.out).resolve() != init.resolve():
@@ -267,9 +283,26 @@ def _public(config) -> str:
     return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True)
 
 
-def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, image_unet) -> None:
+def image_text_encoder_of(folder, text_encoder):
+    """The text encoder a bundle's image pipelines use: text_encoder_2d/ when an earlier stage 3 trained the
+    video model's own, else `text_encoder` (the bundle's text_encoder/)."""
+    from transformers import CLIPTextModel
+
+    own = Path(folder) / "text_encoder_2d"
+    if (own / "config.json").exists():
+        return CLIPTextModel.from_pretrained(own, torch_dtype=text_encoder.dtype).to(text_encoder.device)
+    return text_encoder
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v.float().cpu(), b[k].float().cpu()) for k, v in a.items())
+
+
+def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, image_unet,
+                image_text_encoder=None) -> None:
     """fp16 AnimateDiff folder (UNet sharded at 15 MB) plus the image UNet in unet_2d/: its config only when
-    the motion UNet holds the same 2D weights, its weights too when stage 3 trained them."""
+    the motion UNet holds the same 2D weights, its weights too when stage 3 trained them; likewise the image
+    pipelines' text encoder in text_encoder_2d/ only when stage 3 trained the video model's."""
     from diffusers import AnimateDiffPipeline
 
     motion = motion.eval().requires_grad_(False)
@@ -277,8 +310,13 @@ def save_bundle(out, vae, text_encoder, tokenizer, motion, adapter, scheduler, i
     image = image_unet.state_dict()
     same_2d = all(torch.equal(v.float().cpu(), image[k].float().cpu())
                   for k, v in motion.state_dict().items() if "motion_modules" not in k)
+    same_text = image_text_encoder is None or _same_weights(text_encoder.state_dict(),
+                                                            image_text_encoder.state_dict())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "text_encoder_2d", ignore_errors=True)
+    if not same_text:
+        image_text_encoder.half().cpu().save_pretrained(out / "text_encoder_2d")
     pipe = AnimateDiffPipeline(vae=vae.half().cpu(), text_encoder=text_encoder.half().cpu(), tokenizer=tokenizer,
                                unet=motion.half().cpu(), motion_adapter=adapter.half().cpu(), scheduler=scheduler)
     pipe.save_pretrained(out, max_shard_size="15MB")
