@@ -20,6 +20,9 @@ Configurations (names for --only / --skip; a prefix such as `ad_` or a suffix su
   ad_16gib_shifted     the canonical job with the process capped to 16 GiB, 2 clips per call, decode included
   sd_isolated_eager, sd_paper_eager/_compiled, sd_shifted_eager/_compiled, sd_settled_compiled: SD-1.5
                        tuning-free with bi-directional cross-frame attention
+  sd_partitioned_eager/_compiled    "partitioned": disjoint clips whose cuts move every step, joined in one
+                       call per step, so each frame is denoised once (128 frames where shifted takes ~143);
+                       the compiled row runs all 50 steps and the decode
 `--sdpa cudnn|flash|efficient` restricts PyTorch's attention kernels (default: PyTorch's own choice).
 
     python bench/bench_speed.py --steps 6 --out bench/results                  # GPU, whole run
@@ -95,11 +98,12 @@ class Config:
 
 
 def stride_of(cfg: Config, clip: int) -> int:
-    return clip if cfg.schedule in ("shifted", "isolated", "settled") else max(1, clip // 4)
+    return clip if cfg.schedule in ("shifted", "isolated", "settled", "partitioned") else max(1, clip // 4)
 
 
 # bench name -> genl/plan.py
-PLAN_SCHEDULE = {"paper": "fixed", "isolated": "fixed", "shifted": "shifted", "settled": "settled"}
+PLAN_SCHEDULE = {"paper": "fixed", "isolated": "fixed", "shifted": "shifted", "settled": "settled",
+                 "partitioned": "partitioned"}
 
 
 def real_unet(model: str, device, dtype, smoke: bool = False):
@@ -138,6 +142,7 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("sd_isolated_eager", "sd", "isolated"),
     Config("sd_paper_eager", "sd", "paper"),
     Config("sd_shifted_eager", "sd", "shifted", windows_per_call=SHIFTED_PER_CALL),
+    Config("sd_partitioned_eager", "sd", "partitioned", windows_per_call=SHIFTED_PER_CALL),
     Config("ad_motion_shifted_compiled", "ad", "shifted", "motion", compiled=True),
     Config("ad_motion_paper_compiled", "ad", "paper", "motion", compiled=True),
     Config("ad_shifted_compiled", "ad", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
@@ -146,6 +151,8 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
            decode=True),
     Config("sd_shifted_compiled", "sd", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("sd_paper_compiled", "sd", "paper", compiled=True),
+    Config("sd_partitioned_compiled", "sd", "partitioned", compiled=True, windows_per_call=SHIFTED_PER_CALL,
+           steps=50, decode=True),
     Config("sd_settled_compiled", "sd", "settled", compiled=True, windows_per_call=SHIFTED_PER_CALL, steps=50,
            decode=True),
 ]
@@ -271,7 +278,8 @@ class Bench:
             return co_denoise_sample(sched, latents.clone(), timesteps, plan, denoise)
 
         # every batch shape: shifted steps have 8 or 9 clips; settled ones 15 (first 5 steps), then 8 or 9
-        warm_steps = 0 if frames > 256 else {"shifted": 2, "settled": 7}.get(cfg.schedule, 1)
+        # partitioned: step 0 stacks 8 equal clips, later steps join 9 (one more graph: the frame layout)
+        warm_steps = 0 if frames > 256 else {"shifted": 2, "settled": 7, "partitioned": 2}.get(cfg.schedule, 1)
         sync()
         t0 = time.perf_counter()
         if warm_steps:
@@ -294,8 +302,9 @@ class Bench:
             projected = denoise_s / steps * CANONICAL_STEPS
             unet_frames = 2 * frames * steps  # spatial layers once per frame
         else:
-            projected = denoise_s / measured_clips * all_clips
-            unet_frames = 2 * clip * measured_clips
+            all_frames, measured_frames = plan.frames_over(CANONICAL_STEPS), plan.frames_over(steps)
+            projected = denoise_s / measured_frames * all_frames
+            unet_frames = 2 * measured_frames
         return {"frames": frames, "clip": clip, "stride": stride, "schedule": cfg.schedule, "fusion": cfg.fusion,
                 "compiled": self.args.compile if cfg.compiled else "eager", "windows_per_call": per_call,
                 "channels_last": bool(cfg.compiled and self.args.channels_last),

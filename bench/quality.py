@@ -102,6 +102,8 @@ GROUPS = {
     + [(f"settled: first {round(a * 100)}% S=M/{d} then shifted S=M", 16, 16, "pyramid",
         f"settled-{round(a * 100)}-{d}", "output") for a, d in SETTLED_VARIANTS]
     + [("settled + last 10% S=M/2", 16, 16, "pyramid", "bookend-10-2", "output")],
+    "partitioned": [("partitioned S=M (disjoint moving clips; image models)", 16, 16, "pyramid", "partitioned",
+                     "output")],
     "motion": [
         ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "fixed", "motion"),
         ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),

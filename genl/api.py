@@ -57,7 +57,8 @@ def measured_rates(compiled: bool = False) -> dict:
         rows = json.loads(SPEED_RESULTS.read_text())["results"]
     except (OSError, ValueError, KeyError):
         return {}
-    names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed", "settled": "settled"}
+    names = {"paper": "fixed", "shifted": "shifted", "isolated": "fixed", "settled": "settled",
+             "partitioned": "partitioned"}
     rates = {}
     for name, row in sorted(rows.items(), key=lambda kv: "isolated" in kv[0]):  # paper/shifted rows win
         if ((row.get("compiled") != "eager") != compiled or row.get("schedule") not in names
@@ -87,14 +88,14 @@ def estimate(settings) -> dict:
     if motion:  # spatial layers once per frame per step
         frames_per_pass = settings.steps * settings.num_frames
     else:  # schedules may move their windows every step: count each step's clips
-        frames_per_pass = plan.clips_over(settings.steps) * cn.clip_length
+        frames_per_pass = plan.frames_over(settings.steps)
     evals = frames_per_pass * cfg
     if isinstance(settings, EditSettings):
         evals += settings.strength * frames_per_pass
     device = "cuda" if (settings.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
     fusion = "motion" if motion else "output"
     # a schedule without its own row costs per clip what the one it borrows its clips from costs
-    keys = [(family, cn.schedule, fusion)] + ([(family, "shifted", fusion)] if cn.schedule == "settled" else [])
+    keys = [(family, cn.schedule, fusion)] + ([(family, "shifted", fusion)] if cn.schedule != "fixed" else [])
     measured = None
     for k in keys:
         measured = (compiles_on_gpu() and measured_rates(True).get(k)) or measured_rates(False).get(k)

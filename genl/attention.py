@@ -11,6 +11,10 @@ sparse_causal (Tune-A-Video / Text2Video-Zero): frame j attends to [z_0, z_{j-1}
 
 The anchor is written as [z_a, z_a]: softmax over duplicated keys gives exactly the same output as over
 [z_a] alone, and one shape for every frame lets the whole clip go through one SDPA call.
+
+Clips of different lengths can share one call (the "partitioned" schedule joins them on the frame axis):
+`set_frame_layout` gives every processor the (first, second) key frame of each image of the next batch as
+index tensors, which a compiled UNet takes as inputs, so a new layout costs no recompilation.
 """
 from __future__ import annotations
 
@@ -33,6 +37,27 @@ def key_frame_indices(mode: str, num_frames: int) -> tuple[torch.Tensor, torch.T
     raise ValueError(f"Unknown cross-frame attention '{mode}'. Choose one of: {', '.join(MODES)}.")
 
 
+def layout_key_frames(mode: str, lengths, copies: int = 1) -> torch.Tensor:
+    """(2, copies * sum(lengths)) batch indices of each image's two key frames, for clips of `lengths` frames
+    joined on the batch axis, the whole layout repeated `copies` times (the CFG halves)."""
+    firsts, seconds, start = [], [], 0
+    for n in lengths:
+        first, second = key_frame_indices(mode, int(n))
+        firsts.append(first + start)
+        seconds.append(second + start)
+        start += int(n)
+    one = torch.stack([torch.cat(firsts), torch.cat(seconds)])
+    return torch.cat([one + k * start for k in range(int(copies))], dim=1)
+
+
+def set_frame_layout(unet, keys: "torch.Tensor | None") -> None:
+    """Give every cross-frame processor of `unet` the key frames (`layout_key_frames`) of its next batch;
+    None goes back to equal clips of the processor's num_frames."""
+    for proc in unet.attn_processors.values():
+        if isinstance(proc, CrossFrameAttnProcessor):
+            proc.frame_keys = keys
+
+
 class CrossFrameAttnProcessor:
     """SDPA self-attention whose keys/values come from other frames of the same clip.
 
@@ -44,6 +69,7 @@ class CrossFrameAttnProcessor:
         key_frame_indices(mode, 1)  # validates the mode
         self.mode = mode
         self.num_frames = int(num_frames)
+        self.frame_keys = None  # set_frame_layout: key frames of each image of the batch, for mixed clip lengths
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):
@@ -57,8 +83,10 @@ class CrossFrameAttnProcessor:
             b, c, h, w = hidden_states.shape
             hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
         batch, tokens, _ = hidden_states.shape
-        frames = self.num_frames
-        if batch % frames != 0:
+        frames, keys = self.num_frames, self.frame_keys
+        if keys is not None and keys.shape[1] != batch:
+            raise ValueError(f"The frame layout covers {keys.shape[1]} images but the batch has {batch}.")
+        if keys is None and batch % frames != 0:
             raise ValueError(f"Batch of {batch} images is not a whole number of {frames}-frame clips.")
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
@@ -66,9 +94,12 @@ class CrossFrameAttnProcessor:
         query = attn.to_q(hidden_states)
         key = attn.to_k(hidden_states)
         value = attn.to_v(hidden_states)
-        first, second = (i.to(hidden_states.device) for i in key_frame_indices(self.mode, frames))
-        key = _gather_two(key, frames, first, second)
-        value = _gather_two(value, frames, first, second)
+        if keys is None:
+            first, second = (i.to(hidden_states.device) for i in key_frame_indices(self.mode, frames))
+            key = _gather_two(key, frames, first, second)
+            value = _gather_two(value, frames, first, second)
+        else:
+            key, value = _gather_layout(key, keys), _gather_layout(value, keys)
 
         heads = attn.heads
         head_dim = query.shape[-1] // heads
@@ -90,6 +121,11 @@ def _gather_two(x: torch.Tensor, frames: int, first: torch.Tensor, second: torch
     x = x.view(bt // frames, frames, tokens, ch)
     both = torch.cat([x[:, first], x[:, second]], dim=2)
     return both.reshape(bt, 2 * tokens, ch)
+
+
+def _gather_layout(x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> (B, 2T, C): image b's tokens from images keys[0, b] then keys[1, b] of the same batch."""
+    return torch.cat([x.index_select(0, keys[0]), x.index_select(0, keys[1])], dim=1)
 
 
 def _plain_attention(attn, hidden_states, encoder_hidden_states, attention_mask, temb):

@@ -101,6 +101,20 @@ def shifted_windows(num_frames: int, length: int, stride: int, step: int) -> lis
                                                                                    int(length)))
 
 
+def partition_windows(num_frames: int, length: int, step: int) -> list[Window]:
+    """Disjoint clips for denoising step `step`: the video cut every M frames, the cuts moved by the step's
+    golden-ratio offset o (as `shifted_windows` moves its grid), so the first clip has o frames and the last
+    the rest. Each frame is denoised exactly once per step: N frame evaluations, where shifted clips at S=M
+    take about N + M, because their clamped end clips overlap their neighbours. Only for models that take
+    clips of any length (image UNets with cross-frame attention); a motion module wants full-length clips.
+    """
+    make_windows(num_frames, length, length)  # validates M and N
+    num_frames, length = int(num_frames), int(length)
+    offset = SHIFT_OFFSETS[DEFAULT_SHIFT](int(step), length, length) % length
+    cuts = sorted({0, num_frames} | set(range(offset, num_frames, length)))
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
 def window_frames(window: Window, num_frames: int) -> torch.Tensor:
     """Frame indices of a window in the long video (wrapping for looped windows)."""
     start, end = window
@@ -148,6 +162,38 @@ def window_calls(indices: Sequence[int], windows_per_call: int, batched: bool) -
     return [[indices[k] for k in group] for group in plan_batches(len(indices), windows_per_call)]
 
 
+def joins_frames(denoise_batch: Optional["DenoiseBatch"]) -> bool:
+    """Whether a denoise_batch takes clips of different lengths joined on the frame axis (it says so with a
+    `joins_frames = True` attribute; image UNets can, since their clips meet only in cross-frame attention)."""
+    return bool(getattr(denoise_batch, "joins_frames", False))
+
+
+def model_calls(indices: Sequence[int], lengths: Sequence[int], windows_per_call: int,
+                denoise_batch: Optional["DenoiseBatch"]) -> list[list[int]]:
+    """`window_calls` for windows of any lengths (`lengths[i]` frames for window i). Equal lengths stack on the
+    batch axis as always. Mixed lengths go to a denoise_batch that joins frames as consecutive runs of at most
+    windows_per_call x the longest clip's frames (one call of N frames for `partition_windows` at the usual
+    8+ clips per call); to any other, as one balanced stack per length."""
+    indices = list(indices)
+    sizes = [int(lengths[i]) for i in indices]
+    if denoise_batch is None or len(set(sizes)) <= 1:  # (the common case: make_windows, shifted_windows)
+        return window_calls(indices, windows_per_call, denoise_batch is not None)
+    if joins_frames(denoise_batch):
+        budget, calls = max(1, int(windows_per_call)) * max(sizes), [[]]
+        used = 0
+        for i, n in zip(indices, sizes):
+            if calls[-1] and used + n > budget:
+                calls.append([])
+                used = 0
+            calls[-1].append(i)
+            used += n
+        return calls
+    by_length: dict[int, list[int]] = {}
+    for i, n in zip(indices, sizes):
+        by_length.setdefault(n, []).append(i)
+    return [call for group in by_length.values() for call in window_calls(group, windows_per_call, True)]
+
+
 def check_windows(windows: Sequence[Window], weights: Sequence[torch.Tensor], num_frames: int, device) -> list:
     """Each window's frame indices in the long video; ValueError when windows and weights W_i disagree."""
     if len(windows) != len(weights):
@@ -176,6 +222,14 @@ def add_window_outputs(acc: torch.Tensor, x: torch.Tensor, t, frame_idx, weights
     if denoise_batch is None:
         for i, chunk in zip(call, inputs):
             merge(i, frames_on(denoise(chunk, t, i), frame_dim, 2))
+        return
+    sizes = [int(frame_idx[i].numel()) for i in call]
+    if len(set(sizes)) > 1:  # clips joined on the frame axis (`model_calls` only asks a denoiser that joins frames)
+        out = frames_on(denoise_batch(torch.cat(inputs, dim=frame_dim), t, list(call)), frame_dim, 2)
+        if out.shape[2] != sum(sizes):
+            raise ValueError("denoise_batch returned a different number of frames than it was given.")
+        for i, part in zip(call, out.split(sizes, dim=2)):
+            merge(i, part)
         return
     rows = x.shape[0]
     out = frames_on(denoise_batch(torch.cat(inputs, dim=0), t, list(call)), frame_dim, 2)
@@ -229,7 +283,7 @@ def co_denoise(
     frame_idx = check_windows(windows, weights, num_frames, x.device)
     acc_dtype = torch.promote_types(x.dtype, torch.float32)  # fp16 models still average in fp32
     acc = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
-    for call in window_calls(range(len(windows)), windows_per_call, denoise_batch is not None):
+    for call in model_calls(range(len(windows)), [len(f) for f in frame_idx], windows_per_call, denoise_batch):
         add_window_outputs(acc, x, t, frame_idx, weights, call, denoise, denoise_batch, frame_dim)
     wsum = weight_sum(frame_idx, weights, num_frames, acc_dtype, x.device)
     return fuse(acc, wsum, latents.dtype, frame_dim)

@@ -37,8 +37,8 @@ from .codenoise import (
     check_windows,
     co_denoise,
     fuse,
+    model_calls,
     weight_sum,
-    window_calls,
 )
 
 OK, CANCELLED, FAILED = 0, 1, 2
@@ -236,8 +236,9 @@ def parallel_co_denoise(
     acc_dtype = torch.promote_types(x.dtype, torch.float32)
     acc = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
 
-    batched = denoise_batch is not None
-    calls = [window_calls(share, windows_per_call, batched) for share in assign_windows(windows, ctx.world_size)]
+    lengths = [len(f) for f in frame_idx]
+    calls = [model_calls(share, lengths, windows_per_call, denoise_batch)
+             for share in assign_windows(windows, ctx.world_size)]
     mine = calls[ctx.rank]
     # every rank takes part in the same number of agreements, even one with fewer (or no) calls
     for k in range(max(len(c) for c in calls)):

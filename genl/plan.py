@@ -5,7 +5,8 @@ diffusers' `enable_free_noise(...)` is set once, then handed whole to the sample
 Windows are asked for per step, `plan.windows_at(step)`, through a schedule name -> function table
 (AnimateDiff-Evolved's CONTEXT_MAPPING). "fixed" is the paper's: the same windows every step; "shifted" moves
 the stride-S grid every step; "settled" denoises the first steps (where the layout is decided) with overlapping
-fixed clips and moves the grid afterwards. A schedule may move its windows every step, so anything derived per
+fixed clips and moves the grid afterwards; "partitioned" (image UNets only) cuts the video into disjoint clips
+whose cuts move every step, so each frame is denoised once per step. A schedule may move its windows every step, so anything derived per
 window (prompt mixes, control rows) is looked up by the window (start, end) itself, never by its position in
 one fixed list.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
-from .codenoise import Window, make_windows, shifted_windows, window_weights
+from .codenoise import Window, make_windows, partition_windows, shifted_windows, window_weights
 
 if TYPE_CHECKING:
     from .distributed import DistributedContext
@@ -55,6 +56,19 @@ def shifted_schedule(num_frames: int, length: int, stride: int, step: int, *, lo
     return shifted_windows(num_frames, length, stride, step)
 
 
+def partitioned_schedule(num_frames: int, length: int, stride: int, step: int, *, loop: bool = False,
+                         num_steps: int = 0) -> list[Window]:
+    """Disjoint clips whose cuts move every step (`genl.codenoise.partition_windows`): each frame is denoised
+    once per step. For image UNets with cross-frame attention, whose clips may be of any length; S must be M."""
+    if loop:
+        raise ValueError("Partitioned clips stop at the video's ends, so they cannot make a looping video. "
+                         "Turn looping off or use the 'fixed' schedule.")
+    if int(stride) != int(length):
+        raise ValueError(f"The 'partitioned' schedule cuts the video into clips that do not overlap: set the "
+                         f"stride to the clip length (S = M = {length}), or pick another schedule for S={stride}.")
+    return partition_windows(num_frames, length, step)
+
+
 def settle_steps(num_steps: int, share: float = SETTLE_SHARE) -> int:
     """How many first steps of an n-step run use overlapping fixed clips (at least one)."""
     return max(1, math.ceil(share * num_steps)) if num_steps else 1
@@ -83,7 +97,17 @@ def _takes_num_steps(fn: Schedule) -> bool:
 
 
 SCHEDULES: dict[str, Schedule] = {"fixed": fixed_windows, "shifted": shifted_schedule,
-                                  "settled": settled_schedule_for()}
+                                  "settled": settled_schedule_for(), "partitioned": partitioned_schedule}
+FULL_LENGTH_SCHEDULES = ("fixed", "shifted", "settled")  # every clip M frames: what motion modules need
+
+
+def require_full_length_clips(schedule: str) -> None:
+    """ValueError in a sentence when a video model, whose motion modules want M-frame clips, gets a schedule
+    with shorter ones."""
+    if schedule not in FULL_LENGTH_SCHEDULES:
+        raise ValueError(f"The '{schedule}' clip schedule makes clips shorter than the clip length, which a video "
+                         "model's motion modules do not take. It is for image models (the tuning-free generator, "
+                         "edits, control); use 'shifted' or 'settled' for speed with a video model.")
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,11 @@ class CoDenoisePlan:
         """Clips denoised over the first `num_steps` steps, each step counted on its own (moving schedules
         change the count from step to step): what a run costs, for estimates and benchmarks."""
         return sum(len(self.windows_at(k)) for k in range(int(num_steps)))
+
+    def frames_over(self, num_steps: int) -> int:
+        """Frames the model denoises over the first `num_steps` steps (clips x M, except where a schedule's
+        clips are shorter, as "partitioned"'s end clips are): the UNet work of a run."""
+        return sum(end - start for k in range(int(num_steps)) for start, end in self.windows_at(k))
 
     @property
     def windows(self) -> list[Window]:

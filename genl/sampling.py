@@ -20,7 +20,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from .codenoise import Window
+from .codenoise import Window, joins_frames
 from .distributed import DistributedContext, co_denoise_for
 from .plan import CoDenoisePlan
 from .prediction import x0_from_output
@@ -71,6 +71,7 @@ def co_denoise_step(x: torch.Tensor, t, plan: CoDenoisePlan, step: int, denoise:
         check_cancel(is_cancelled)
         return denoise(stacked, t, [windows[i] for i in indices])
 
+    batch.joins_frames = joins_frames(denoise)  # the window denoiser's, passed on
     return co_denoise_for(plan.parallel)(x, t, windows, plan.weights_at(step), denoise_batch=batch,
                                          windows_per_call=plan.windows_per_call)
 

@@ -145,6 +145,10 @@ class GenerateSettings(_Common):
         timeline = super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
+        if self.pipeline == "animatediff":
+            from .plan import require_full_length_clips
+
+            require_full_length_clips(self.codenoise.schedule)
         specs = control_specs(self)
         if specs and self.pipeline != "tuning_free":
             raise ValueError("Pose / edge / depth control works with the tuning-free (image model) generator.")

@@ -49,8 +49,9 @@ def inversion_signature(settings, video_digest: str) -> str:
 
 
 def windows_per_step(settings, fallback: float = 1.0) -> float:
-    """Clips one step denoises, averaged over the run's steps: moving schedules (shifted, settled) change the
-    count every step, so the first step's windows would misstate both the estimate and the measured rate."""
+    """Clips of M frames one step denoises, averaged over the run's steps: moving schedules (shifted, settled)
+    change the count every step, so the first step's windows would misstate both the estimate and the
+    measured rate; "partitioned" clips are shorter at the ends, so frames are counted, in units of M."""
     from genl.plan import CoDenoisePlan
 
     cn = getattr(settings, "codenoise", None)
@@ -58,7 +59,7 @@ def windows_per_step(settings, fallback: float = 1.0) -> float:
         return float(fallback)
     steps = max(1, int(settings.steps))
     plan = CoDenoisePlan.from_settings(cn, settings.num_frames, num_steps=steps)
-    return plan.clips_over(steps) / steps
+    return plan.frames_over(steps) / (steps * cn.clip_length)
 
 
 def stage_units(settings, windows: float, inversion_cached: bool = False) -> dict:

@@ -13,7 +13,7 @@ import torch
 from diffusers import UNet3DConditionModel
 
 from ..motion_windows import unwindow_motion_modules, window_motion_modules
-from ..plan import CoDenoisePlan
+from ..plan import CoDenoisePlan, require_full_length_clips
 from ..progress import Progress
 from ..sampling import co_denoise_sample
 from ..settings import CoDenoiseSettings
@@ -92,6 +92,7 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
 
         # 1. the plan: windows F_i per step, weights W_i, clips per call; where clips are fused
         plan = make_plan(self, codenoise, num_frames, height, width, use_cfg)
+        require_full_length_clips(plan.schedule)
         notices = []
         motion = codenoise.fusion == "motion"
         if motion and not motion_fusion_fits(self.unet, num_frames, height, width, use_cfg):
