@@ -16,6 +16,7 @@ Configurations (names for --only / --skip; a prefix such as `ad_` or a suffix su
                                     the studio stacks them: 3 per call ran at half the throughput)
   ad_motion_paper_eager/_compiled   S=4 windows fused inside the motion modules (spatial layers once per frame)
   ad_motion_shifted_eager/_compiled shifted S=M windows fused inside the motion modules
+  ad_motion_settled_compiled        settled windows fused inside the motion modules, all 50 steps and the decode
   ad_1024_shifted      1024 frames, 1 step, shifted, per-clip fusion: peak memory
   ad_16gib_shifted     the canonical job with the process capped to 16 GiB, 2 clips per call, decode included
   sd_isolated_eager, sd_paper_eager/_compiled, sd_shifted_eager/_compiled, sd_settled_compiled: SD-1.5
@@ -147,6 +148,7 @@ CONFIGS = [  # eager first: compiling is in place, so a model stays compiled for
     Config("ad_motion_paper_compiled", "ad", "paper", "motion", compiled=True),
     Config("ad_shifted_compiled", "ad", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),
     Config("ad_paper_compiled", "ad", "paper", compiled=True),
+    Config("ad_motion_settled_compiled", "ad", "settled", "motion", compiled=True, steps=50, decode=True),
     Config("ad_settled_compiled", "ad", "settled", compiled=True, windows_per_call=SHIFTED_PER_CALL, steps=50,
            decode=True),
     Config("sd_shifted_compiled", "sd", "shifted", compiled=True, windows_per_call=SHIFTED_PER_CALL),

@@ -107,6 +107,7 @@ GROUPS = {
     "motion": [
         ("motion modules S=M/4 pyramid", 16, 4, "pyramid", "fixed", "motion"),
         ("motion modules shifted S=M pyramid", 16, 16, "pyramid", "shifted", "motion"),
+        ("motion modules settled S=M pyramid", 16, 16, "pyramid", "settled", "motion"),
     ],
 }
 CONFIGS = GROUPS["classic"]
