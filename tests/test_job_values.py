@@ -131,7 +131,7 @@ def test_the_clip_schedule_has_a_field_and_round_trips():
     from genl.plan import SCHEDULES
 
     offered = {v for _, v in SCHEDULE_CHOICES}
-    assert offered == {"fixed", "shifted", "settled"} and offered <= set(SCHEDULES)  # (benches add experiments)
+    assert offered == {"fixed", "shifted", "settled", "partitioned"} and offered <= set(SCHEDULES)  # (benches add experiments)
     for schedule in offered:
         loaded = round_trip(forms.generate_settings, base_values(schedule=schedule, stride=16), job_values.TEXT)
         assert loaded["schedule"] == schedule
