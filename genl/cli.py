@@ -16,7 +16,7 @@ from .codenoise import WEIGHT_SCHEMES
 from .conditions.mask_settings import METHODS, MaskSettings
 from .controlnets import CONTROL_TYPES
 from .plan import SCHEDULES
-from .settings import PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
+from .settings import FUSIONS, PRECISIONS, SCHEDULERS, CoDenoiseSettings, EditSettings, GenerateSettings
 from .tuning.cli import add_tune_parser, add_tuned_edit_args, run_tune
 
 # Every default below comes from the settings dataclasses: each is written once, there.
@@ -45,7 +45,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interpolation", choices=["linear", "slerp"], default=CN.interpolation)
     p.add_argument("--schedule", choices=list(SCHEDULES), default=CN.schedule,
                    help="which clips each step denoises: fixed (the paper's), shifted (they move every step), "
-                        "settled (overlapping for the first tenth of the steps, then moving)")
+                        "settled (overlapping for the first tenth of the steps, then moving), partitioned "
+                        "(disjoint clips whose cuts move; image models, S=M)")
+    p.add_argument("--fusion", choices=FUSIONS, default=CN.fusion,
+                   help="where clips are fused: model outputs (the paper's) or inside the motion modules "
+                        "(text-to-video models; with --schedule settled -S 16 the studio's fast default)")
     p.add_argument("--max-frames", type=int, default=G.max_frames)
     p.add_argument("--out", default="outputs/cli", help="folder for video.mp4, settings.json, frames/")
     p.add_argument("--no-demo-fallback", action="store_true",
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args) -> object:
     cn = CoDenoiseSettings(clip_length=args.clip_length, stride=args.stride, weights=args.weights,
                            loop=getattr(args, "loop", False), windows_per_call=args.windows_per_call,
-                           interpolation=args.interpolation, schedule=args.schedule)
+                           interpolation=args.interpolation, schedule=args.schedule, fusion=args.fusion)
     demo = args.model == "demo"
     size = dict(width=args.width or (128 if demo else 512), height=args.height or (128 if demo else 512))
     common = dict(prompt=args.prompt, negative_prompt=args.negative, fps=args.fps, steps=args.steps,

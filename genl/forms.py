@@ -19,9 +19,12 @@ def seed_value(seed, randomize: bool) -> int:
     return int(seed)
 
 
-def codenoise(clip_length, stride, weights, loop=False, schedule=None) -> CoDenoiseSettings:
-    """schedule: the window schedule's name (genl/plan.py); None or empty keeps the settings' default."""
+def codenoise(clip_length, stride, weights, loop=False, schedule=None, fusion=None) -> CoDenoiseSettings:
+    """schedule: the window schedule's name (genl/plan.py), fusion: where clips are fused ('output' or
+    'motion'); None or empty keeps the settings' default."""
     extra = {"schedule": str(schedule)} if schedule else {}
+    if fusion:
+        extra["fusion"] = str(fusion)
     return CoDenoiseSettings(clip_length=int(clip_length), stride=int(stride), weights=str(weights), loop=bool(loop),
                              **extra)
 
@@ -37,14 +40,15 @@ def _common(values: dict) -> dict:
                 seed=seed_value(values.get("seed"), bool(values.get("randomize"))),
                 model=str(values.get("model") or "demo"),
                 codenoise=codenoise(values["clip_length"], values["stride"], values["weights"],
-                                    values.get("loop", False), values.get("schedule")))
+                                    values.get("loop", False), values.get("schedule"), values.get("fusion")))
 
 
 def generate_settings(values: dict) -> GenerateSettings:
     """Settings for a text -> video job from the tab's values (the timeline text and the Advanced fields)."""
-    common = _common(values)
-    return GenerateSettings(prompt=str(values["prompt"]), pipeline=str(values.get("pipeline") or GenerateSettings.pipeline),
-                            **common)
+    pipeline = str(values.get("pipeline") or GenerateSettings.pipeline)
+    if pipeline != "animatediff":  # the fusion field speaks of video models; an image model fuses outputs
+        values = {**values, "fusion": None}
+    return GenerateSettings(prompt=str(values["prompt"]), pipeline=pipeline, **_common(values))
 
 
 def edit_settings(values: dict) -> EditSettings:

@@ -149,6 +149,9 @@ class GenerateSettings(_Common):
             from .plan import require_full_length_clips
 
             require_full_length_clips(self.codenoise.schedule)
+        elif self.codenoise.fusion == "motion":
+            raise ValueError("Fusion inside the motion modules works with text-to-video models only: pick the "
+                             "animatediff generator, or fuse the model outputs for the tuning-free one.")
         specs = control_specs(self)
         if specs and self.pipeline != "tuning_free":
             raise ValueError("Pose / edge / depth control works with the tuning-free (image model) generator.")

@@ -283,7 +283,7 @@ def generate_params(prompt="a red circle", steps=2, **kw):
     rows = {"headers": ["from", "to", "prompt", "negative"], "data": [[0, 15, prompt, ""]], "metadata": None}
     params = dict(rows=rows, unit="frames", num_frames=16, fps=8, width=32, height=32, model="demo", seed=1,
                   randomize=False, steps=steps, guidance=7.5, scheduler="ddim", clip_length=8, stride=4,
-                  weights="flat", schedule="fixed", negative_prompt="", pipeline="animatediff")
+                  weights="flat", schedule="fixed", fusion="output", negative_prompt="", pipeline="animatediff")
     params.update(kw)
     return params
 

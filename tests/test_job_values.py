@@ -138,6 +138,13 @@ def test_the_clip_schedule_has_a_field_and_round_trips():
     assert build(forms.generate_settings, base_values())["codenoise"]["schedule"] == "fixed"  # the default
 
 
+def test_fusion_has_a_field_and_round_trips():
+    loaded = round_trip(forms.generate_settings, base_values(pipeline="animatediff", schedule="settled", stride=8,
+                                                           fusion="motion"), job_values.TEXT)
+    assert loaded["fusion"] == "motion"
+    assert build(forms.generate_settings, base_values())["codenoise"]["fusion"] == "output"  # the default
+
+
 def test_previews_have_no_tab():
     with pytest.raises(ValueError, match="no settings to load"):
         job_values.tab_for({"kind": "mask_preview"})

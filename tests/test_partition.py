@@ -128,3 +128,18 @@ def test_settings_refuse_disjoint_clips_for_a_video_model_before_any_work():
     GenerateSettings(prompt="a red circle", num_frames=64, pipeline="tuning_free", codenoise=cn).validate()
     with pytest.raises(ValueError, match="image models"):
         GenerateSettings(prompt="a red circle", num_frames=64, pipeline="animatediff", codenoise=cn).validate()
+
+
+def test_cli_takes_the_studio_fast_settings_and_refuses_disjoint_clips_for_video_models():
+    from genl.cli import build_parser, settings_from_args
+
+    parse = build_parser().parse_args
+    fast = settings_from_args(parse(["generate", "--prompt", "a red circle", "--schedule", "settled", "-S", "16",
+                                     "--fusion", "motion"]))
+    assert (fast.codenoise.schedule, fast.codenoise.stride, fast.codenoise.fusion) == ("settled", 16, "motion")
+    fast.validate()
+    assert settings_from_args(parse(["generate", "--prompt", "a"])).codenoise.fusion == "output"  # the default
+    disjoint = settings_from_args(parse(["generate", "--prompt", "a red circle", "--schedule", "partitioned",
+                                         "-S", "16"]))
+    with pytest.raises(ValueError, match="image models"):
+        disjoint.validate()

@@ -115,12 +115,13 @@ def wire_timeline(tl: Form, fps, num_frames) -> None:
 # ---- advanced settings -----------------------------------------------------------------------------
 def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames: int = 1024,
              length_info: str = "", quick_demo: bool = False) -> Form:
-    """quick_demo: the demo model starts with its fast sampling settings (DEMO_QUICK) and they follow the
-    Model choice; other tabs keep the standard ones."""
+    """quick_demo (the text tab): fast sampling settings from the start, the demo model's (DEMO_QUICK) or a
+    video model's (VIDEO_FAST), following the Model choice; other tabs keep the standard ones. pipeline: the
+    tab picks the generator, and gets the fusion choice, which only video models can use."""
     choices = [m["name"] for m in studio.models()]
     default_model = pick_default_model(studio)
     size = DEMO_SIZE if default_model == DEMO else DEFAULTS.width
-    start = DEMO_QUICK if quick_demo and default_model == DEMO else STANDARD_SAMPLING
+    start = (DEMO_QUICK if default_model == DEMO else VIDEO_FAST) if quick_demo else STANDARD_SAMPLING
     # Whole-number fields keep precision=None: Gradio's int() of NaN/inf would fail before any handler, with
     # its own internal text; genl.validation.check_form says it in a sentence instead.
     with gr.Accordion("Advanced", open=False):
@@ -159,23 +160,31 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                                         "faster than the paper's quarter spacing). Settled clips overlap for "
                                         "the first tenth of the steps, where the layout is decided, then move. "
                                         "Disjoint clips (image models only) denoise each frame once per step.")
+            fusion = gr.Dropdown(FUSION_CHOICES, value=start["fusion"], label="Where clips are fused",
+                                 info="Inside the motion modules (text-to-video models only): the spatial layers "
+                                      "run once per frame and only the motion modules see clips, as FreeNoise "
+                                      "does.") if pipeline else None
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
     model.change(fit_size_to_model, [model, width, height], [width, height], **HIDDEN)
     if quick_demo:
-        model.change(fit_sampling_to_model, [model, steps, scheduler, stride, schedule],
-                     [steps, scheduler, stride, schedule], **HIDDEN)
+        sampling = [steps, scheduler, stride, schedule] + ([fusion] if fusion is not None else [])
+        model.change(fit_sampling_to_model, [model, *sampling], sampling, **HIDDEN)
+    if fusion is not None:
+        pipe.change(fit_fusion_to_generator, [pipe, model, stride, schedule, fusion], fusion, **HIDDEN)
     dice.click(random_seed, None, seed, **HIDDEN)
     form = Form(num_frames=num_frames, fps=fps, width=width, height=height, model=model, seed=seed,
                 randomize=randomize, steps=steps, guidance=guidance, scheduler=scheduler,
                 clip_length=clip_length, stride=stride, weights=weights, schedule=schedule,
                 negative_prompt=negative)
     if pipeline:
-        form.add(pipeline=pipe)
+        form.add(pipeline=pipe, fusion=fusion)
     if not with_fps:
         form.components.pop("fps")
     return form
 
 
+FUSION_CHOICES = [("Model outputs (the paper's)", "output"),
+                  ("Inside the motion modules (video models; fastest)", "motion")]
 SCHEDULE_CHOICES = [("Fixed clips (the paper's)", "fixed"), ("Moving clips (faster)", "shifted"),
                     ("Settled, then moving clips (fast)", "settled"),
                     ("Disjoint moving clips (fastest; image models, spacing = clip length)", "partitioned")]
@@ -212,19 +221,37 @@ def fit_size_to_model(model, width, height):
 # The demo model's text->video defaults: 10 DPM++ steps over settled clips at spacing = clip length finish a
 # 64-frame video in under a minute on 2 CPU cores and score better on the quality benchmark than 50 DDIM steps
 # at S=4 did on the previous demo model (assets/demo-model/README.md has both measurements).
-DEMO_QUICK = {"steps": 10, "scheduler": "dpm++", "stride": CN.clip_length, "schedule": "settled"}
+DEMO_QUICK = {"steps": 10, "scheduler": "dpm++", "stride": CN.clip_length, "schedule": "settled", "fusion": "output"}
+# A real text-to-video model's default in the text tab: settled clips at spacing M fused inside the motion
+# modules, 54.8 s for the canonical 128-frame job on an H200 (diffusers' FreeNoise 109.1 s in the same process)
+# and, on the demo world, better identity at the seams than the paper's S=M/4 with the seam jump within the
+# seeds' spread (README, "Speed"). Image-model tabs keep the paper's schedule (STANDARD_SAMPLING).
+VIDEO_FAST = {"steps": DEFAULTS.steps, "scheduler": DEFAULTS.scheduler, "stride": CN.clip_length,
+              "schedule": "settled", "fusion": "motion"}
 STANDARD_SAMPLING = {"steps": DEFAULTS.steps, "scheduler": DEFAULTS.scheduler, "stride": CN.stride,
-                     "schedule": CN.schedule}
+                     "schedule": CN.schedule, "fusion": CN.fusion}
+SAMPLING_KEYS = ("steps", "scheduler", "stride", "schedule", "fusion")
 
 
-def fit_sampling_to_model(model, steps, scheduler, stride, schedule):
-    """Picking the demo model switches untouched standard settings to its fast ones, and back for other
-    models; settings the user changed stay as they are."""
-    current = {"steps": steps, "scheduler": scheduler, "stride": stride, "schedule": schedule}
-    source, target = (STANDARD_SAMPLING, DEMO_QUICK) if model == DEMO else (DEMO_QUICK, STANDARD_SAMPLING)
-    if all(_same(current[k], v) for k, v in source.items()):
-        return tuple(target[k] for k in ("steps", "scheduler", "stride", "schedule"))
-    return (gr.update(),) * 4
+def fit_sampling_to_model(model, steps, scheduler, stride, schedule, fusion=None):
+    """In the text tab, picking the demo model switches untouched video-model settings (VIDEO_FAST) to its
+    fast ones, and back for other models; settings the user changed stay as they are. Without `fusion` (a tab
+    without that field) it compares and returns the other four."""
+    keys = SAMPLING_KEYS if fusion is not None else SAMPLING_KEYS[:4]
+    current = dict(zip(keys, (steps, scheduler, stride, schedule, fusion)))
+    source, target = (VIDEO_FAST, DEMO_QUICK) if model == DEMO else (DEMO_QUICK, VIDEO_FAST)
+    if all(_same(current[k], source[k]) for k in keys):
+        return tuple(target[k] for k in keys)
+    return (gr.update(),) * len(keys)
+
+
+def fit_fusion_to_generator(generator, model, stride, schedule, fusion):
+    """Fusion inside motion modules needs a text-to-video model: the image-model generator switches it to the
+    model outputs, and the video generator back when its clips are VIDEO_FAST's and the model is not the demo's."""
+    if generator != "animatediff":
+        return "output" if fusion == "motion" else gr.update()
+    fast = _same(stride, VIDEO_FAST["stride"]) and schedule == VIDEO_FAST["schedule"]
+    return VIDEO_FAST["fusion"] if fast and fusion == "output" and model != DEMO else gr.update()
 
 
 def _same(a, b) -> bool:

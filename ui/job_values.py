@@ -54,7 +54,8 @@ def _common(s: dict) -> dict:
     return dict(num_frames=s["num_frames"], fps=s["fps"], width=s["width"], height=s["height"], model=s["model"],
                 seed=s["seed"], randomize=False, steps=s["steps"], guidance=s["guidance"], scheduler=s["scheduler"],
                 clip_length=cn.get("clip_length"), stride=cn.get("stride"), weights=cn.get("weights"),
-                schedule=cn.get("schedule", "fixed"), negative_prompt=s.get("negative_prompt", ""))
+                schedule=cn.get("schedule", "fixed"), fusion=cn.get("fusion", "output"),
+                negative_prompt=s.get("negative_prompt", ""))
 
 
 def _controls(s: dict) -> dict:
@@ -110,7 +111,7 @@ SHOWN = {TEXT: COMMON | {"pipeline"},
          TUNE: {"video", "start", "end", "fps", "prompt", "method", "epochs", "batch_size", "model", "learning_rate",
                 "identifier_dropout", "clip_length", "stride", "width", "height", "tuned", "from_noise",
                 "use_identifiers", "steps"}}
-NESTED_SHOWN = {"codenoise": {"clip_length", "stride", "weights", "schedule"},
+NESTED_SHOWN = {"codenoise": {"clip_length", "stride", "weights", "schedule", "fusion"},
                 "masks": {"method", "box_threshold", "text_threshold", "instance", "index", "keyframe_every",
                           "dilate", "feather", "upload"}}
 NOT_SETTINGS = {"kind", "device", "max_frames", "cache_dir", "store_dir"}  # set by the server, not the user
