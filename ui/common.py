@@ -223,9 +223,9 @@ def fit_size_to_model(model, width, height):
 # at S=4 did on the previous demo model (assets/demo-model/README.md has both measurements).
 DEMO_QUICK = {"steps": 10, "scheduler": "dpm++", "stride": CN.clip_length, "schedule": "settled", "fusion": "output"}
 # A real text-to-video model's default in the text tab: settled clips at spacing M fused inside the motion
-# modules, 54.8 s for the canonical 128-frame job on an H200 (diffusers' FreeNoise 109.1 s in the same process)
-# and, on the demo world, better identity at the seams than the paper's S=M/4 with the seam jump within the
-# seeds' spread (README, "Speed"). Image-model tabs keep the paper's schedule (STANDARD_SAMPLING).
+# modules: the canonical 128-frame job in 57.5 s on an H100 and 54.8 s on an H200 (1.99x FreeNoise in the
+# same process), and on the demo world better identity at the seams than the paper's S=M/4 with the seam
+# jump within the seeds' spread (README, "Speed"). Image-model tabs keep the paper's schedule (STANDARD_SAMPLING).
 VIDEO_FAST = {"steps": DEFAULTS.steps, "scheduler": DEFAULTS.scheduler, "stride": CN.clip_length,
               "schedule": "settled", "fusion": "motion"}
 STANDARD_SAMPLING = {"steps": DEFAULTS.steps, "scheduler": DEFAULTS.scheduler, "stride": CN.stride,
