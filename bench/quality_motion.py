@@ -83,8 +83,9 @@ def motion_metrics(frames: np.ndarray, timeline, clip_length: int = 16) -> dict:
 
 
 def parse_config(text: str) -> tuple[str, int, int, dict]:
-    """scheduler:steps:S[:spacing][:schedule], e.g. ddim:50:4, dpm++:15:8:trailing (timestep spacing override)
-    or dpm++:15:16:trailing:shifted (genl/plan.py's window schedule; "fixed" by default)."""
+    """scheduler:steps:S[:spacing][:schedule][:motion], e.g. ddim:50:4, dpm++:15:8:trailing (timestep spacing
+    override), dpm++:15:16:trailing:shifted (genl/plan.py's window schedule; "fixed" by default) or
+    dpm++:10:16:trailing:settled:motion (clips fused inside the motion modules; model outputs by default)."""
     parts = text.split(":")
     try:
         name, steps, stride = parts[0], int(parts[1]), int(parts[2])
@@ -92,10 +93,11 @@ def parse_config(text: str) -> tuple[str, int, int, dict]:
         raise ValueError(f"A config is scheduler:steps:S[:spacing][:schedule], e.g. ddim:50:4 (got '{text}').") from err
     extra = {}
     for part in parts[3:]:
-        key = "timestep_spacing" if part in SPACINGS else "schedule" if part in SCHEDULES else None
+        key = ("timestep_spacing" if part in SPACINGS else "schedule" if part in SCHEDULES
+               else "fusion" if part == "motion" else None)
         if key is None or key in extra:
-            raise ValueError(f"After scheduler:steps:S come a timestep spacing ({', '.join(SPACINGS)}) and/or a "
-                             f"window schedule ({', '.join(SCHEDULES)}), once each (got '{text}').")
+            raise ValueError(f"After scheduler:steps:S come a timestep spacing ({', '.join(SPACINGS)}), a window "
+                             f"schedule ({', '.join(SCHEDULES)}) and/or 'motion', once each (got '{text}').")
         extra[key] = part
     return name, steps, stride, extra
 
@@ -140,6 +142,7 @@ def main(argv=None):
     for text in args.configs.split(","):
         name, steps, stride, extra = parse_config(text)
         schedule = extra.pop("schedule", "fixed")
+        fusion = extra.pop("fusion", "output")
         pipe.scheduler = make_scheduler(name, {**base_config, **extra})
         per_video, seconds, loads = [], [], []
         for v, spec in enumerate(videos):
@@ -148,7 +151,7 @@ def main(argv=None):
             out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
                        num_inference_steps=steps, guidance_scale=args.guidance,
                        codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
-                                                   schedule=schedule),
+                                                   schedule=schedule, fusion=fusion),
                        seed=v)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()

@@ -18,6 +18,9 @@ index tensors, which a compiled UNet takes as inputs, so a new layout costs no r
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import AttnProcessor2_0
@@ -56,6 +59,22 @@ def set_frame_layout(unet, keys: "torch.Tensor | None") -> None:
     for proc in unet.attn_processors.values():
         if isinstance(proc, CrossFrameAttnProcessor):
             proc.frame_keys = keys
+
+
+@contextmanager
+def frame_layout(unet, lengths: Sequence[int], copies: int, device):
+    """Around one UNet call on clips of `lengths` frames joined on the batch axis (`copies` times: the CFG
+    halves): when any clip is not the processors' M long, give their attention each image's key frames, and
+    take them back after the call. Equal M-frame clips keep the processors' own layout."""
+    cross = next((p for p in unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)), None)
+    layout = cross is not None and any(int(n) != cross.num_frames for n in lengths)
+    if layout:
+        set_frame_layout(unet, layout_key_frames(cross.mode, lengths, copies).to(device))
+    try:
+        yield
+    finally:
+        if layout:
+            set_frame_layout(unet, None)
 
 
 class CrossFrameAttnProcessor:

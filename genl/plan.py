@@ -102,12 +102,13 @@ FULL_LENGTH_SCHEDULES = ("fixed", "shifted", "settled")  # every clip M frames: 
 
 
 def require_full_length_clips(schedule: str) -> None:
-    """ValueError in a sentence when a video model, whose motion modules want M-frame clips, gets a schedule
-    with shorter ones."""
+    """ValueError in a sentence when a model with temporal layers (a video model's motion modules, a one-shot
+    tuning's temporal attention), which want M-frame clips, gets a schedule with shorter ones."""
     if schedule not in FULL_LENGTH_SCHEDULES:
-        raise ValueError(f"The '{schedule}' clip schedule makes clips shorter than the clip length, which a video "
-                         "model's motion modules do not take. It is for image models (the tuning-free generator, "
-                         "edits, control); use 'shifted' or 'settled' for speed with a video model.")
+        raise ValueError(f"The '{schedule}' clip schedule makes clips shorter than the clip length, which temporal "
+                         "layers (a video model's motion modules, a one-shot tuning's temporal attention) do not "
+                         "take. It is for image models without them (the tuning-free generator, edits, control); "
+                         "use 'shifted' or 'settled' for speed here.")
 
 
 @dataclass(frozen=True)

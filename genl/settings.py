@@ -194,6 +194,10 @@ class EditSettings(_Common):
             raise ValueError("No video given: upload the video to edit.")
         if self.from_noise and not self.tuned:
             raise ValueError("Starting from random noise needs a tuned model: pick a saved tuning.")
+        if self.tuned:
+            from .plan import require_full_length_clips
+
+            require_full_length_clips(self.codenoise.schedule)
         if not self.tuned and not (self.source_prompt or "").strip():
             raise ValueError("The source prompt is empty: describe what the uploaded video shows.")
         if not 0.0 < self.strength <= 1.0:

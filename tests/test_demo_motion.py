@@ -189,6 +189,7 @@ def test_config_text():
 
     assert parse_config("ddim:50:4") == ("ddim", 50, 4, {})
     assert parse_config("dpm++:15:8:trailing") == ("dpm++", 15, 8, {"timestep_spacing": "trailing"})
+    assert parse_config("dpm++:10:16:settled:motion") == ("dpm++", 10, 16, {"schedule": "settled", "fusion": "motion"})
     for bad in ("ddim:50", "ddim:x:4", "ddim:50:4:sideways"):
         try:
             parse_config(bad)

@@ -143,3 +143,12 @@ def test_cli_takes_the_studio_fast_settings_and_refuses_disjoint_clips_for_video
                                          "-S", "16"]))
     with pytest.raises(ValueError, match="image models"):
         disjoint.validate()
+
+
+def test_an_edit_with_a_tuning_refuses_disjoint_clips_before_any_work():
+    from genl.settings import EditSettings
+
+    cn = CoDenoiseSettings(clip_length=16, stride=16, schedule="partitioned")
+    EditSettings(video="in.mp4", source_prompt="a red circle", prompt="a blue circle", codenoise=cn).validate()
+    with pytest.raises(ValueError, match="temporal layers"):
+        EditSettings(video="in.mp4", prompt="a blue circle", tuned="my-tuning", codenoise=cn).validate()

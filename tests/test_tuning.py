@@ -13,6 +13,7 @@ from genl.tuning.identifiers import ClipIdentifiers
 from genl.tuning.settings import TuneSettings
 from genl.tuning.store import TuningStore
 from genl.plan import CoDenoisePlan
+from genl.settings import CoDenoiseSettings
 from genl.tuning.train import CHECKPOINT_FILE, clip_loss, diffusion_loss, frame_text, make_optimizer, tune
 from genl.tuning.weights import load_tuned, prepare_unet, read_meta, trained_state
 
@@ -186,3 +187,7 @@ def test_tuned_pipeline_runs_end_to_end(tmp_path):
     stages = []
     inverted = pipe(edit, num_inference_steps=2, source_frames=frames, callback=lambda e: stages.append(e["stage"]))
     assert inverted.frames.shape == frames.shape and stages[:2] == ["inversion", "inversion"]
+    # its temporal attention wants M-frame clips: disjoint moving clips (shorter at the ends) are refused
+    with pytest.raises(ValueError, match="temporal layers"):
+        pipe(edit, num_inference_steps=2, height=32, width=32, seed=1,
+             codenoise=CoDenoiseSettings(clip_length=4, stride=4, schedule="partitioned"))

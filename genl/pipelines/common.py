@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from ..attention import CrossFrameAttnProcessor, layout_key_frames, set_frame_layout
+from ..attention import frame_layout
 from ..codenoise import Window, window_frames
 from ..motion_windows import check_fusion
 from ..controlnets import control_residuals, unet_control_kwargs
@@ -251,17 +251,9 @@ def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_sc
             rows = torch.cat([rows, rows]) if use_cfg else rows
             extra = unet_control_kwargs(control_residuals(controls, images, t, step_of(t), len(timesteps), states,
                                                           rows))
-        # clips of other lengths than the processors' M (the "partitioned" schedule's, joined on the frame
-        # axis when they differ): their cross-frame attention is told each image's key frames
-        cross = next((p for p in unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)), None)
-        layout = cross is not None and any(n != cross.num_frames for n in lengths)
-        if layout:
-            set_frame_layout(unet, layout_key_frames(cross.mode, lengths, 2 if use_cfg else 1).to(images.device))
-        try:
+        # clips of other lengths than M (the "partitioned" schedule's, joined on the frame axis when they differ)
+        with frame_layout(unet, lengths, 2 if use_cfg else 1, images.device):
             out = unet(images, t, encoder_hidden_states=states, **extra).sample
-        finally:
-            if layout:
-                set_frame_layout(unet, None)
         if use_cfg:
             out = guided(out, guidance_scale)
         return out.reshape(k, m, c, h, w).permute(0, 2, 1, 3, 4)

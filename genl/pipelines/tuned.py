@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..inversion import ddim_invert, inversion_timesteps
-from ..plan import CoDenoisePlan
+from ..plan import CoDenoisePlan, require_full_length_clips
 from ..sampling import co_denoise_sample, make_scheduler
 from ..timeline import Timeline
 from .common import (
@@ -142,6 +142,7 @@ class LongTunedPipeline(LongVideoPipelineBase):
         device, dtype = self.unet.device, self.unet.dtype
         tuned = self.tuning.get("settings", {})
         cn = codenoise or CoDenoiseSettings(clip_length=tuned.get("clip_length", 16), stride=tuned.get("stride", 4))
+        require_full_length_clips(cn.schedule)  # the tuning's temporal attention wants M-frame clips
         if source_frames is not None:
             num_frames = len(source_frames)
             height, width = source_frames.shape[1:3]
