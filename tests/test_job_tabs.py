@@ -47,7 +47,7 @@ def test_text_tab_starts_the_demo_model_with_its_fast_settings_and_other_tabs_do
     assert text["Model"] == common.DEMO  # this studio has no other model configured
     assert (text["Steps"], text["Scheduler"], text["Clip spacing (frames)"], text["Clip schedule"]) == (
         10, "dpm++", 16, "settled")
-    assert text["Where clips are fused"] == "output"
+    assert text["Where clips are fused"] == "motion"
     edit = _start_values(tab_edit.create_demo(studio))
     assert "Where clips are fused" not in edit  # image models only: no fusion choice
     assert (edit["Steps"], edit["Scheduler"], edit["Clip spacing (frames)"], edit["Clip schedule"]) == (
@@ -72,8 +72,8 @@ def test_fusion_inside_motion_modules_follows_the_generator():
 
     assert fit_fusion_to_generator("tuning_free", "some/model", 16, "settled", "motion") == "output"
     assert fit_fusion_to_generator("animatediff", "some/model", 16.0, "settled", "output") == "motion"
-    for args in (("animatediff", "demo", 16, "settled", "output"),  # the demo's fast settings fuse outputs
-                 ("animatediff", "some/model", 4, "fixed", "output"),  # the user's own clips stay as they are
+    assert fit_fusion_to_generator("animatediff", "demo", 16, "settled", "output") == "motion"
+    for args in (("animatediff", "some/model", 4, "fixed", "output"),  # the user's own clips stay as they are
                  ("tuning_free", "some/model", 4, "fixed", "output")):
         assert fit_fusion_to_generator(*args) == gr.update()
 
@@ -94,5 +94,6 @@ def test_the_demo_fast_settings_are_valid_settings():
 
     s = GenerateSettings(prompt="a red circle moving right over grass", num_frames=64, width=128, height=128,
                          steps=DEMO_QUICK["steps"], scheduler=DEMO_QUICK["scheduler"],
-                         codenoise=CoDenoiseSettings(stride=DEMO_QUICK["stride"], schedule=DEMO_QUICK["schedule"]))
+                         codenoise=CoDenoiseSettings(stride=DEMO_QUICK["stride"], schedule=DEMO_QUICK["schedule"],
+                                                     fusion=DEMO_QUICK["fusion"]))
     s.validate()
