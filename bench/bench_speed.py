@@ -297,7 +297,7 @@ class Bench:
         seconds = time.perf_counter() - t0
         peak = peak_gib()
 
-        all_clips, measured_clips = plan.clips_over(CANONICAL_STEPS), plan.clips_over(steps)
+        all_clips = plan.clips_over(CANONICAL_STEPS)
         decode_s = 0.0 if cfg.decode else self.decode_seconds(frames)
         denoise_s = seconds - (self.decode_seconds(frames) if cfg.decode else 0.0)
         if cfg.fusion == "motion":

@@ -13,7 +13,7 @@ The anchor is written as [z_a, z_a]: softmax over duplicated keys gives exactly 
 [z_a] alone, and one shape for every frame lets the whole clip go through one SDPA call.
 
 Clips of different lengths can share one call (the "partitioned" schedule joins them on the frame axis):
-`set_frame_layout` gives every processor the (first, second) key frame of each image of the next batch as
+`frame_layout` gives every processor the (first, second) key frame of each image of the next batch as
 index tensors, which a compiled UNet takes as inputs, so a new layout costs no recompilation.
 """
 from __future__ import annotations
@@ -53,28 +53,29 @@ def layout_key_frames(mode: str, lengths, copies: int = 1) -> torch.Tensor:
     return torch.cat([one + k * start for k in range(int(copies))], dim=1)
 
 
-def set_frame_layout(unet, keys: "torch.Tensor | None") -> None:
-    """Give every cross-frame processor of `unet` the key frames (`layout_key_frames`) of its next batch;
-    None goes back to equal clips of the processor's num_frames."""
-    for proc in unet.attn_processors.values():
-        if isinstance(proc, CrossFrameAttnProcessor):
-            proc.frame_keys = keys
+def cross_frame_processors(unet) -> list["CrossFrameAttnProcessor"]:
+    """The cross-frame processors installed on `unet` (empty when none): found once, when a pipeline builds
+    its denoiser, rather than by walking the UNet's modules at every call."""
+    return [p for p in unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)]
 
 
 @contextmanager
-def frame_layout(unet, lengths: Sequence[int], copies: int, device):
+def frame_layout(processors: Sequence["CrossFrameAttnProcessor"], lengths: Sequence[int], copies: int, device):
     """Around one UNet call on clips of `lengths` frames joined on the batch axis (`copies` times: the CFG
-    halves): when any clip is not the processors' M long, give their attention each image's key frames, and
-    take them back after the call. Equal M-frame clips keep the processors' own layout."""
-    cross = next((p for p in unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)), None)
-    layout = cross is not None and any(int(n) != cross.num_frames for n in lengths)
+    halves): when any clip is not the processors' M long, give their attention each image's key frames
+    (`layout_key_frames`), and take them back after the call. Equal M-frame clips keep the processors' own
+    layout."""
+    layout = bool(processors) and any(int(n) != processors[0].num_frames for n in lengths)
     if layout:
-        set_frame_layout(unet, layout_key_frames(cross.mode, lengths, copies).to(device))
+        keys = layout_key_frames(processors[0].mode, lengths, copies).to(device)
+        for proc in processors:
+            proc.frame_keys = keys
     try:
         yield
     finally:
         if layout:
-            set_frame_layout(unet, None)
+            for proc in processors:
+                proc.frame_keys = None
 
 
 class CrossFrameAttnProcessor:
@@ -88,7 +89,7 @@ class CrossFrameAttnProcessor:
         key_frame_indices(mode, 1)  # validates the mode
         self.mode = mode
         self.num_frames = int(num_frames)
-        self.frame_keys = None  # set_frame_layout: key frames of each image of the batch, for mixed clip lengths
+        self.frame_keys = None  # frame_layout: key frames of each image of the batch, for mixed clip lengths
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):

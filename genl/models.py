@@ -177,13 +177,22 @@ def _image_components_of_animatediff(model: str, dtype: torch.dtype) -> dict:
     """The AnimateDiff folder's components with its image UNet in place of the motion UNet, and its image text
     encoder (text_encoder_2d/) when the video model has its own."""
     from diffusers import AnimateDiffPipeline
-    from transformers import CLIPTextModel
 
     comps = _from_pretrained(AnimateDiffPipeline, model, dtype=dtype).components
     comps["unet"] = image_unet_of_animatediff(model, comps["unet"]).to(dtype)
-    if (Path(model) / "text_encoder_2d" / "config.json").exists():
-        comps["text_encoder"] = CLIPTextModel.from_pretrained(Path(model) / "text_encoder_2d", torch_dtype=dtype)
+    comps["text_encoder"] = image_text_encoder_of_animatediff(model, comps["text_encoder"])
     return {k: comps[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+
+
+def image_text_encoder_of_animatediff(folder, text_encoder):
+    """A demo-style bundle's image text encoder: its own weights in text_encoder_2d/ when the video training
+    also tuned the video model's encoder, else `text_encoder` (the bundle's text_encoder/) as it is."""
+    from transformers import CLIPTextModel
+
+    own = Path(folder) / "text_encoder_2d"
+    if (own / "config.json").exists():
+        return CLIPTextModel.from_pretrained(own, torch_dtype=text_encoder.dtype).to(text_encoder.device)
+    return text_encoder
 
 
 def image_unet_of_animatediff(folder, motion_unet):

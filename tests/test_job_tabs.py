@@ -70,11 +70,10 @@ def test_sampling_settings_follow_the_model_unless_the_user_changed_them():
 def test_fusion_inside_motion_modules_follows_the_generator():
     from ui.common import fit_fusion_to_generator
 
-    assert fit_fusion_to_generator("tuning_free", "some/model", 16, "settled", "motion") == "output"
-    assert fit_fusion_to_generator("animatediff", "some/model", 16.0, "settled", "output") == "motion"
-    assert fit_fusion_to_generator("animatediff", "demo", 16, "settled", "output") == "motion"
-    for args in (("animatediff", "some/model", 4, "fixed", "output"),  # the user's own clips stay as they are
-                 ("tuning_free", "some/model", 4, "fixed", "output")):
+    assert fit_fusion_to_generator("tuning_free", 16, "settled", "motion") == "output"
+    assert fit_fusion_to_generator("animatediff", 16.0, "settled", "output") == "motion"
+    for args in (("animatediff", 4, "fixed", "output"),  # the user's own clips stay as they are
+                 ("tuning_free", 4, "fixed", "output")):
         assert fit_fusion_to_generator(*args) == gr.update()
 
 

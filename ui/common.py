@@ -170,7 +170,7 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
         sampling = [steps, scheduler, stride, schedule] + ([fusion] if fusion is not None else [])
         model.change(fit_sampling_to_model, [model, *sampling], sampling, **HIDDEN)
     if fusion is not None:
-        pipe.change(fit_fusion_to_generator, [pipe, model, stride, schedule, fusion], fusion, **HIDDEN)
+        pipe.change(fit_fusion_to_generator, [pipe, stride, schedule, fusion], fusion, **HIDDEN)
     dice.click(random_seed, None, seed, **HIDDEN)
     form = Form(num_frames=num_frames, fps=fps, width=width, height=height, model=model, seed=seed,
                 randomize=randomize, steps=steps, guidance=guidance, scheduler=scheduler,
@@ -248,7 +248,7 @@ def fit_sampling_to_model(model, steps, scheduler, stride, schedule, fusion=None
     return (gr.update(),) * len(keys)
 
 
-def fit_fusion_to_generator(generator, model, stride, schedule, fusion):
+def fit_fusion_to_generator(generator, stride, schedule, fusion):
     """Fusion inside motion modules needs a text-to-video model: the image-model generator switches it to the
     model outputs, and the video generator back when its clips are the fast defaults' (settled at spacing M)."""
     if generator != "animatediff":

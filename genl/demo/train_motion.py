@@ -231,7 +231,7 @@ def train_motion_stage_only(cfg) -> dict:
     """Retrain the motion modules on top of the bundle in cfg.init; write the new bundle to cfg.out."""
     from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
 
-    from genl.models import image_unet_of_animatediff, strip_motion_modules
+    from genl.models import image_text_encoder_of_animatediff, image_unet_of_animatediff, strip_motion_modules
 
     from .train import Stage, _autocast, start_run
 
@@ -256,7 +256,7 @@ def train_motion_stage_only(cfg) -> dict:
     log["motion_warm_start"] = bool(keep)
     log["motion_adapter"] = json.loads(_public(adapter.config))
     image_unet = image_unet_of_animatediff(init, pipe.unet)
-    image_text = image_text_encoder_of(init, text_encoder)
+    image_text = image_text_encoder_of_animatediff(init, text_encoder)
     # the video model's 2D weights (changed by an earlier stage 3 that trained them) and its motion modules
     motion = pipe.unet if keep else UNetMotionModel.from_unet2d(strip_motion_modules(pipe.unet, init), adapter)
     motion = motion.float().to(device)
@@ -281,17 +281,6 @@ def train_motion_stage_only(cfg) -> dict:
 def _public(config) -> str:
     """A config's own settings (no `_name_or_path` etc.), tuples as lists, for comparing two configs."""
     return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True)
-
-
-def image_text_encoder_of(folder, text_encoder):
-    """The text encoder a bundle's image pipelines use: text_encoder_2d/ when an earlier stage 3 trained the
-    video model's own, else `text_encoder` (the bundle's text_encoder/)."""
-    from transformers import CLIPTextModel
-
-    own = Path(folder) / "text_encoder_2d"
-    if (own / "config.json").exists():
-        return CLIPTextModel.from_pretrained(own, torch_dtype=text_encoder.dtype).to(text_encoder.device)
-    return text_encoder
 
 
 def _same_weights(a: dict, b: dict) -> bool:

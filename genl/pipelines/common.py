@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from ..attention import frame_layout
+from ..attention import cross_frame_processors, frame_layout
 from ..codenoise import Window, window_frames
 from ..motion_windows import check_fusion
 from ..controlnets import control_residuals, unet_control_kwargs
@@ -235,6 +235,7 @@ def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_sc
     if controls and timesteps is None:
         raise ValueError("Control needs the sampling timesteps (for its start/end).")
     step_of = step_index(timesteps) if controls else None
+    cross = cross_frame_processors(unet)  # installed before the denoiser is built
 
     def denoise(x, t, windows):
         k, c, m, h, w = x.shape
@@ -252,7 +253,7 @@ def image_unet_denoiser(unet, text: TextConditions, num_frames: int, guidance_sc
             extra = unet_control_kwargs(control_residuals(controls, images, t, step_of(t), len(timesteps), states,
                                                           rows))
         # clips of other lengths than M (the "partitioned" schedule's, joined on the frame axis when they differ)
-        with frame_layout(unet, lengths, 2 if use_cfg else 1, images.device):
+        with frame_layout(cross, lengths, 2 if use_cfg else 1, images.device):
             out = unet(images, t, encoder_hidden_states=states, **extra).sample
         if use_cfg:
             out = guided(out, guidance_scale)
