@@ -79,9 +79,9 @@ def _stage_alone(tmp_path, which: str, **extra):
     shutil.copytree(cached_tiny_models()["animatediff"], init)
     tiny_unet().save_config(init / "unet_2d")
     out = tmp_path / which
-    cfg = TrainConfig(stage="motion", init=str(init), out=str(out), minutes_motion=0.01, motion_videos=2,
-                      motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1,
-                      motion_train=which, probe_clips=2, **extra)
+    cfg = TrainConfig(**{**dict(stage="motion", init=str(init), out=str(out), minutes_motion=0.01, motion_videos=2,
+                             motion_mix=(1.0, 1.0, 0.0), batch_motion=1, warmup_motion=1, log_every=1,
+                             motion_train=which, probe_clips=2), **extra})
     return init, out, train(cfg)
 
 
@@ -196,3 +196,61 @@ def test_config_text():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_direction_contrast_is_a_hinge_on_the_reversed_captions_error():
+    """Zero once the reversed caption predicts the noise worse by the margin; otherwise it pulls the true error
+    down and the reversed one up, in MSE units."""
+    from genl.demo.train_motion import direction_contrast
+
+    noise = torch.zeros(2, 1, 2, 1, 1)
+    pred = torch.full_like(noise, 0.1, requires_grad=True)           # e_true = 0.01 for both windows
+    far = torch.full_like(noise, 0.2)                                # e_rev = 0.04: 3x worse, past the margin
+    assert direction_contrast(pred, far, noise, margin=0.1).item() == 0.0
+    same = pred.detach().clone().requires_grad_(True)                # the direction word changes nothing
+    loss = direction_contrast(pred, same, noise, margin=0.1)
+    assert abs(loss.item() - 0.1 * 0.01) < 1e-9
+    loss.backward()
+    assert (pred.grad > 0).all() and (same.grad < 0).all()          # true error down, reversed error up
+
+
+def test_contrast_uses_directional_captioned_noisy_windows_only():
+    from genl.demo.train_motion import contrast_rows
+
+    _, data = _data([16, 16], [1, 1])
+    data.directional = torch.tensor([True, False])                  # "moving left" / (say) "staying still"
+    frames = torch.stack([torch.arange(16), torch.arange(16, 32), torch.arange(16), torch.arange(16)])
+    t = torch.tensor([900, 900, 100, 900])
+    empty = torch.zeros(1, 3, 4)
+    states = torch.ones(4, 3, 4)
+    states[3] = 0                                                   # dropped to the empty caption
+    assert contrast_rows(data, frames, t, states, empty).tolist() == [0]
+
+
+def test_motion_data_carries_direction_reversed_captions():
+    """encode_videos pairs every segment's caption with its reversed one; still objects keep theirs."""
+    from diffusers import AutoencoderKL
+
+    from genl.demo.motion_probe import REVERSED
+    from genl.demo.train_motion import encode_videos, render_videos, video_specs
+
+    vae = AutoencoderKL.from_pretrained(cached_tiny_models()["animatediff"], subfolder="vae")
+    tok = tiny_tokenizer()
+    specs = video_specs(6, 0, (1.0, 1.0, 1.0))
+    data = encode_videos(vae, render_videos(specs, 32), specs, tok, 16, torch.device("cpu"),
+                         torch.autocast("cpu", enabled=False))
+    segs = [s for spec in specs for s in spec.segments]
+    assert data.reversed_ids.shape == data.ids.shape and len(data.directional) == len(segs)
+    for i, seg in enumerate(segs):
+        same = torch.equal(data.ids[i], data.reversed_ids[i])
+        assert same == (seg.motion not in REVERSED) and bool(data.directional[i]) == (seg.motion in REVERSED)
+
+
+def test_motion_stage_runs_with_the_direction_contrast(tmp_path):
+    """--direction-contrast: the stage trains end to end and logs the contrast term beside the MSE."""
+    _, out, log = _stage_alone(tmp_path, "modules", direction_contrast=1.0, motion_mix=(1.0, 0.0, 0.0),
+                               motion_videos=4, batch_motion=4)
+    rows = log["stages"]["motion"]["loss"]
+    assert rows and all("contrast" in r for r in rows)
+    assert any(r["contrast"] > 0 for r in rows)  # the reversed captions' forward ran and the hinge was active
+    assert (out / "motion_adapter").exists()

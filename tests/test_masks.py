@@ -313,3 +313,23 @@ def test_detector_evaluation_writes_both_reports_with_and_without_distractors(ti
         assert [r["threshold"] for r in saved["threshold_sweep"]] == list(SWEEP)
         assert "other objects" in (folder / f"{stem}.md").read_text() or stem == "evaluation"
     assert 0 <= scenes["misses_propagated"] <= 1 and 0 <= scenes["top1_recall@0.5"] <= 1
+
+
+def test_detector_training_gives_the_text_side_its_own_learning_rate():
+    """--lr-text-scale: BERT, its projection and the text enhancer form one param group at lr x scale; every
+    other trainable weight is in the other group, once."""
+    import torch
+
+    from genl.demo.detectors import DetectorConfig, TEXT_SIDE, _Budget, build_models, detector_groups
+
+    gdino, _, _ = build_models(DetectorConfig(size=64, d_model=32, queries=10, swin_dim=8, text_dim=32))
+    rest, text = detector_groups(gdino, 10.0)
+    names = {id(p): n for n, p in gdino.named_parameters()}
+    assert {names[id(p)].split(".")[1] for p in text["params"]} >= {"text_backbone", "text_projection"}
+    assert all(any(k in names[id(p)] for k in TEXT_SIDE) for p in text["params"])
+    assert not any(any(k in names[id(p)] for k in TEXT_SIDE) for p in rest["params"])
+    assert len(rest["params"]) + len(text["params"]) == sum(p.requires_grad for p in gdino.parameters())
+    budget = _Budget("gd", [rest, text], 1e-3, 60, 10)
+    budget.update(sum(p.float().sum() for p in gdino.parameters()) * 0)
+    lrs = [g["lr"] for g in budget.opt.param_groups]
+    assert abs(lrs[1] / lrs[0] - 10.0) < 1e-9

@@ -56,6 +56,8 @@ class TrainConfig:
     lr_2d_scale: float = 0.2        # learning rate of the 2D weights stage 3 trains, relative to lr_motion
     lr_text_scale: float = 0.0      # >0: stage 3 trains the video model's own text encoder at lr_motion x this
     temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
+    direction_contrast: float = 0.0  # >0: weight of train_motion.direction_contrast (true vs reversed direction)
+    contrast_margin: float = 0.1    # how much worse (relative) the reversed caption must predict the noise
     probe_clips: int = 32           # held-out clips of the direction probe before/after stage 3 (0: none)
     caption_dropout: float = 0.1
     log_every: int = 50
