@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache-dir", default="", help="inversion cache folder")
     e.add_argument("--mask-object", default="", help="edit only this object, e.g. 'the red circle'")
     e.add_argument("--mask-method", choices=METHODS, default=MaskSettings.method,
-                   help="how the object's masks are made ('upload': give --mask-video)")
+                   help="how the object's masks are made (grounded_sam2: GroundingDINO + SAM 2; sam3: SAM 3's own "
+                        "text-prompted video segmentation; 'upload': give --mask-video)")
     e.add_argument("--mask-video", default="", help="a mask video (white = edit) for --mask-method upload")
     add_tuned_edit_args(e)
     add_tune_parser(sub)

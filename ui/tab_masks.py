@@ -22,7 +22,8 @@ INTRO = ("Name an object (\"the red circle\"), check its masks on a few frames, 
          "segmentation stands in (it only understands the demo's shapes world). You can also upload a mask video "
          "(white where the edit may change the video).")
 METHOD_INFO = ("auto: GroundingDINO + SAM 2 (the colour stand-in with the demo model); grounded_sam2: always the "
-               "detectors; colour: shapes world only; upload: your mask video.")
+               "detectors; sam3: SAM 3 finds and tracks the object by itself (facebook/sam3); colour: shapes world "
+               "only; upload: your mask video.")
 DEMO_SOURCE = "a red circle moving right over grass"
 DEMO_TARGETS = ["a yellow circle moving right over grass"]
 REAL_TARGETS = ["a golden sports car"]

@@ -15,17 +15,19 @@ import torch
 from genl.models import ModelNotAvailable, _from_pretrained, ensure_available, resolve_device, resolve_dtype
 
 NEEDS = "Finding objects from a text prompt needs GroundingDINO (text -> boxes) and SAM 2 (boxes -> masks). "
+NEEDS_SAM3 = "Mask method 'sam3' needs SAM 3 (text -> masks over time). "
 
 
-def _available(name: str) -> None:
+def _available(name: str, needs: str = NEEDS) -> None:
     try:
         ensure_available(name)
     except ModelNotAvailable as err:
-        raise ModelNotAvailable(NEEDS + str(err)) from err
+        raise ModelNotAvailable(needs + str(err)) from err
 
 from .detector import GroundingDinoDetector
-from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER
+from .mask_settings import DEFAULT_DETECTOR, DEFAULT_SAM3, DEFAULT_TRACKER
 from .sam2_tracker import Sam2VideoSegmenter
+from .sam3_text import Sam3TextSegmenter
 
 DEMO_DETECTORS_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-detectors"
 DEMO_DETECTOR = str(DEMO_DETECTORS_DIR / "grounding-dino")
@@ -95,6 +97,22 @@ def load_tracker(name: str = "", device: str = "auto", precision: str = "auto") 
     return Sam2VideoSegmenter(_cached(("tracker", name, str(dev), str(dtype)), build))
 
 
+def load_sam3(name: str = "", device: str = "auto", precision: str = "auto") -> Sam3TextSegmenter:
+    """SAM 3's text-prompted video model (`Sam3VideoModel` + its CLIP tokenizer) from a hub id or folder."""
+    from transformers import AutoTokenizer, Sam3VideoModel
+
+    name = name or DEFAULT_SAM3
+    dev = resolve_device(device)
+    dtype = resolve_dtype(precision, dev)
+
+    def build():
+        _available(name, NEEDS_SAM3)
+        return (_from_pretrained(Sam3VideoModel, name, dtype=dtype).to(dev).eval(), _from_pretrained(AutoTokenizer, name))
+
+    model, tokenizer = _cached(("sam3", name, str(dev), str(dtype)), build)
+    return Sam3TextSegmenter(model, tokenizer)
+
+
 def clear() -> None:
     with _LOCK:
         _CACHE.clear()
@@ -103,4 +121,4 @@ def clear() -> None:
 
 
 __all__ = ["DEMO_DETECTOR", "DEMO_TRACKER", "ModelNotAvailable", "clear", "demo_detectors_available",
-           "load_detector", "load_tracker"]
+           "load_detector", "load_sam3", "load_tracker"]

@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
-METHODS = ("auto", "grounded_sam2", "colour", "upload")
+DEFAULT_SAM3 = "facebook/sam3"
+METHODS = ("auto", "grounded_sam2", "sam3", "colour", "upload")
 INSTANCES = ("largest", "all", "index")
 
 
@@ -14,12 +15,14 @@ class MaskSettings:
     """How an object prompt becomes one mask per frame.
 
     method: 'grounded_sam2' (GroundingDINO boxes on keyframes, SAM 2 video propagation; `tracker` may name a
-    SAM 3 checkpoint, whose Sam3TrackerVideoModel has the same session API), 'colour' (shapes-world fallback,
+    SAM 3 checkpoint, whose Sam3TrackerVideoModel has the same session API), 'sam3' (SAM 3's own text-prompted
+    video segmentation, `Sam3VideoModel`: `detector` names its checkpoint, '' = DEFAULT_SAM3; it applies its own
+    detection thresholds and uses instance, mask threshold and chunk), 'colour' (shapes-world fallback,
     labelled), 'upload' (a mask video the user gives), 'auto' (grounded_sam2 with the real models, or with the
     bundled demo detectors for the demo model).
     """
     method: str = "auto"
-    detector: str = ""              # hub id or folder; '' = DEFAULT_DETECTOR (or the demo detector)
+    detector: str = ""              # hub id or folder; '' = DEFAULT_DETECTOR (or the demo detector; DEFAULT_SAM3 for 'sam3')
     tracker: str = ""               # hub id or folder; '' = DEFAULT_TRACKER (or the demo tracker)
     box_threshold: float = 0.35     # GroundingDINO's defaults for its tiny checkpoint
     text_threshold: float = 0.25

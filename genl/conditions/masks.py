@@ -94,6 +94,8 @@ def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
         count, *hw = frames_shape(frames)
         masks = read_mask_video(settings.upload, count, tuple(hw))
         return masks, "upload", f"uploaded mask video {Path(settings.upload).name}", [], []
+    if settings.method == "sam3":
+        return _sam3(frames, prompt, settings, detector)
     from .detector_models import load_detector, load_tracker
     from .tracker import per_frame, track
 
@@ -106,6 +108,17 @@ def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
            else "every frame on its own")
     note = f"GroundingDINO + SAM 2 ({names}; {how}; {len(result.filled)} frames filled from neighbours)"
     return result.masks, "grounded_sam2", note, result.keyframes, result.filled
+
+
+def _sam3(frames, prompt, settings: MaskSettings, segmenter):
+    from .detector_models import load_sam3
+    from .mask_settings import DEFAULT_SAM3
+
+    segmenter = segmenter or load_sam3(settings.detector, settings.device)
+    result = segmenter(frame_chunks(frames, settings.chunk), prompt, settings)
+    note = (f"SAM 3 text-prompted video segmentation ({_short(settings.detector or DEFAULT_SAM3)}; its detector on "
+            f"every frame, its tracker between; {len(result.filled)} frames filled from neighbours)")
+    return result.masks, "sam3", note, result.keyframes, result.filled
 
 
 def _short(name: str) -> str:
