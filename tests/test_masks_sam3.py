@@ -1,5 +1,8 @@
 """Mask method 'sam3': SAM 3's text-prompted video segmentation (Sam3VideoModel) on tiny random-weight models built
 from configs and saved to a folder, the way the GroundingDINO + SAM 2 path is tested (issue 9)."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,46 +13,17 @@ from genl.conditions.sam3_text import Track, pick_tracks
 from genl.conditions.tracker import NoMatch
 from tiny import tiny_tokenizer
 
-S, H = 112, 128  # frame size of the tiny model (patch 14) and its hidden size (SAM trackers split 64-wide tokens)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from bench_masks_sam3 import force_detections, tiny_sam3_config  # noqa: E402
 
 
 def tiny_sam3_video(detect: bool):
     """Sam3VideoModel from a tiny config. `detect`: every query scores high for any prompt (random weights would
     find nothing), else every query scores ~0 (a prompt that matches nothing)."""
-    from transformers import Sam3VideoConfig, Sam3VideoModel
+    from transformers import Sam3VideoModel
 
-    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-               num_attention_heads=2, image_size=S, patch_size=14, window_size=4, global_attn_indexes=[1],
-               pretrain_image_size=S)
-    small = dict(hidden_size=H, num_layers=1, num_attention_heads=2, intermediate_size=2 * H)
-    detector = dict(vision_config=dict(backbone_config=vit, fpn_hidden_size=H),
-                    text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                     num_attention_heads=2, projection_dim=H, max_position_embeddings=32,
-                                     bos_token_id=2, eos_token_id=3, pad_token_id=0),
-                    geometry_encoder_config=dict(small), detr_encoder_config=dict(small),
-                    detr_decoder_config=dict(small, num_queries=6),
-                    mask_decoder_config=dict(hidden_size=H, num_attention_heads=2))
-    tracker = dict(vision_config=dict(backbone_config=vit, fpn_hidden_size=H),
-                   prompt_encoder_config=dict(hidden_size=H, image_size=S, patch_size=14, mask_input_channels=8),
-                   mask_decoder_config=dict(hidden_size=H, mlp_dim=2 * H, num_attention_heads=2, iou_head_hidden_dim=H),
-                   memory_attention_hidden_size=H, memory_attention_num_layers=1,
-                   memory_attention_feed_forward_hidden_size=2 * H, memory_encoder_hidden_size=H,
-                   memory_encoder_output_channels=64, mask_downsampler_embed_dim=H, memory_fuser_embed_dim=H,
-                   memory_fuser_intermediate_dim=2 * H, num_maskmem=4)
-    cfg = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, hotstart_delay=2,
-                          hotstart_unmatch_thresh=2, hotstart_dup_thresh=2, low_res_mask_size=28)
-    cfg.image_size = S
     torch.manual_seed(0)
-    model = Sam3VideoModel(cfg).eval()
-    scoring = model.detector_model.dot_product_scoring
-    with torch.no_grad():
-        for proj in (scoring.query_proj, scoring.text_proj):  # class score = a fixed large (or zero) dot product
-            proj.weight.zero_()
-            proj.bias.fill_(1.0 if detect else 0.0)
-        presence = model.detector_model.detr_decoder.presence_head.layer3
-        presence.bias.fill_(10.0 if detect else -10.0)
-        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
-    return model
+    return force_detections(Sam3VideoModel(tiny_sam3_config()).eval(), detect)
 
 
 @pytest.fixture(scope="module")
