@@ -54,6 +54,18 @@ class Timed:
         return out
 
 
+def run_meta(device, dtype) -> dict:
+    """Hardware and versions for a results file: the GPU's name (or the CPU), dtype, torch, transformers, commit."""
+    import transformers
+
+    try:
+        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:
+        commit = "unknown"
+    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+            "dtype": str(dtype), "torch": torch.__version__, "transformers": transformers.__version__, "commit": commit}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results")
@@ -107,15 +119,7 @@ def main():
             "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
         }
         print(name, results[name], flush=True)
-    import transformers
-
-    try:
-        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:
-        commit = "unknown"
-    meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-            "dtype": str(dtype), "torch": torch.__version__, "transformers": transformers.__version__,
-            "commit": commit, "frames": args.frames, "size": args.size, "chunk": settings.chunk,
+    meta = {**run_meta(device, dtype), "frames": args.frames, "size": args.size, "chunk": settings.chunk,
             "keyframe_every": settings.keyframe_every, "smoke": args.smoke,
             "models": "tiny demo configs" if args.smoke else "GroundingDINO-tiny + SAM 2.1-hiera-tiny (random weights)"}
     out = Path(args.out)
@@ -124,7 +128,7 @@ def main():
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     lines = [f"# Object masks, {meta['models']}", "",
              f"{args.frames} frames {args.size}x{args.size}, {meta['device']}, {meta['dtype']}, torch {meta['torch']}, "
-             f"transformers {meta['transformers']}, commit {commit}; keyframe every {settings.keyframe_every}, "
+             f"transformers {meta['transformers']}, commit {meta['commit']}; keyframe every {settings.keyframe_every}, "
              f"chunks of {settings.chunk}.", "",
              "| mode | total s | detect s (calls) | preprocess s | track s (steps) | other s | peak GPU GB |",
              "|---|---|---|---|---|---|---|"]

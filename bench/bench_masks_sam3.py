@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,9 @@ from genl.conditions.mask_settings import MaskSettings  # noqa: E402
 from genl.conditions.masks import object_masks  # noqa: E402
 from genl.conditions.sam3_text import Sam3TextSegmenter  # noqa: E402
 from genl.demo.world import ClipSpec, render_clip  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_masks import run_meta  # noqa: E402
 
 
 def tiny_sam3_config(size: int = 112, hidden: int = 128, hotstart: int = 2):
@@ -138,15 +139,7 @@ def main():
               "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
               "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
     print(result, flush=True)
-    import transformers
-
-    try:
-        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:
-        commit = "unknown"
-    meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-            "dtype": str(dtype), "torch": torch.__version__, "transformers": transformers.__version__,
-            "commit": commit, "frames": args.frames, "size": args.size, "chunk": args.chunk, "smoke": args.smoke,
+    meta = {**run_meta(device, dtype), "frames": args.frames, "size": args.size, "chunk": args.chunk, "smoke": args.smoke,
             "model_input_px": int(np.ravel([cfg.image_size])[0]),
             "models": "tiny config" if args.smoke else "SAM 3 video (facebook/sam3 architecture, random weights)"}
     out = Path(args.out)
@@ -156,7 +149,7 @@ def main():
     r = result
     lines = [f"# Mask method sam3, {meta['models']}", "",
              f"{args.frames} frames {args.size}x{args.size} (model input {meta['model_input_px']} px), {meta['device']}, "
-             f"{meta['dtype']}, torch {meta['torch']}, transformers {meta['transformers']}, commit {commit}; one "
+             f"{meta['dtype']}, torch {meta['torch']}, transformers {meta['transformers']}, commit {meta['commit']}; one "
              f"session per chunk of {args.chunk} frames; {r['params_m']} M parameters.", "",
              "| total s | s per frame | tracks per chunk | peak GPU GB | error |", "|---|---|---|---|---|",
              f"| {r['total_s']} | {r['s_per_frame']} | {r['tracks_per_chunk']} | {r['peak_gpu_gb']} | {r['error']} |"]

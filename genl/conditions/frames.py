@@ -75,3 +75,16 @@ def take(frames: Frames, indices: Sequence[int]) -> np.ndarray:
         if start > wanted[-1]:
             break
     return np.stack([out[i] for i in indices])
+
+
+def normalised_pixels(frames: np.ndarray, size: tuple, mean, std, device, dtype):
+    """(N, 3, *size) model input from (N, H, W, 3) uint8 frames: resized (antialiased) and normalised in torch on
+    `device`, the way the checkpoints' image processors do, with no image-processor backend (torchvision)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.as_tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(std, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(dtype)

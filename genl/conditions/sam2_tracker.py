@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .detector import IMAGENET_MEAN, IMAGENET_STD
+from .frames import normalised_pixels
 
 
 class Sam2VideoSegmenter:
@@ -23,7 +24,7 @@ class Sam2VideoSegmenter:
         self._session_cls = next(getattr(module, n) for n in dir(module) if n.endswith("VideoInferenceSession"))
         self.size = int(model.config.image_size if np.isscalar(model.config.image_size)
                         else model.config.image_size[0])
-        self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        self.mean, self.std = mean, std
         self.session, self.hw = None, None
 
     @property
@@ -35,9 +36,7 @@ class Sam2VideoSegmenter:
         return next(self.model.parameters()).dtype
 
     def pixels(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255
-        x = F.interpolate(x, (self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        return ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(self.dtype)
+        return normalised_pixels(frames, (self.size, self.size), self.mean, self.std, self.device, self.dtype)
 
     def start(self, frames: np.ndarray) -> None:
         self.hw = frames.shape[1:3]

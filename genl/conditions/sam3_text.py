@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .frames import normalised_pixels
 from .mask_settings import MaskSettings
 from .tracker import NoMatch, PackedMasks, TrackResult, fill_from_neighbours
 
@@ -53,7 +54,7 @@ class Sam3TextSegmenter:
         self.model, self.tokenizer = model.eval(), tokenizer
         size = model.config.image_size
         self.size = int(size if np.isscalar(size) else size[0])
-        self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        self.mean, self.std = mean, std
 
     @property
     def device(self):
@@ -64,9 +65,7 @@ class Sam3TextSegmenter:
         return next(self.model.parameters()).dtype
 
     def pixels(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255
-        x = F.interpolate(x, (self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        return ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(self.dtype)
+        return normalised_pixels(frames, (self.size, self.size), self.mean, self.std, self.device, self.dtype)
 
     def session(self, frames: np.ndarray, prompt: str):
         """A `Sam3VideoInferenceSession` over `frames` with the text prompt added."""
