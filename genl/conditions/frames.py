@@ -77,14 +77,31 @@ def take(frames: Frames, indices: Sequence[int]) -> np.ndarray:
     return np.stack([out[i] for i in indices])
 
 
-def normalised_pixels(frames: np.ndarray, size: tuple, mean, std, device, dtype):
-    """(N, 3, *size) model input from (N, H, W, 3) uint8 frames: resized (antialiased) and normalised in torch on
-    `device`, the way the checkpoints' image processors do, with no image-processor backend (torchvision)."""
-    import torch
-    import torch.nn.functional as F
+class SquareInputModel:
+    """A model fed square frames of `model.config.image_size` px, normalised by (mean, std): the SAM 2 and SAM 3
+    segmenters. Resizing and normalising happen in torch on the model's device, the way the checkpoints' image
+    processors do, with no image-processor backend (torchvision)."""
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255
-    x = F.interpolate(x, tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.as_tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.as_tensor(std, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(dtype)
+    def __init__(self, model, mean, std):
+        size = model.config.image_size
+        self.model, self.mean, self.std = model.eval(), mean, std
+        self.size = int(size if np.isscalar(size) else size[0])
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+    def pixels(self, frames: np.ndarray):
+        """(N, 3, size, size) model input from (N, H, W, 3) uint8 frames."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, (self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        mean = torch.as_tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(self.dtype)

@@ -1,6 +1,6 @@
 """SAM 2 video propagation (transformers' `Sam2VideoModel`, or SAM 3's `Sam3TrackerVideoModel`) behind the `VideoSegmenter` methods of tracker.py.
 
-Frames are resized and normalised here in torch, and prompts are put into the inference session the way
+Frames are resized and normalised in torch (`frames.SquareInputModel`), and prompts are put into the inference session the way
 `Sam2VideoProcessor` does (box corners as points labelled 2 and 3, in the model's input pixels), so no image
 processor backend (torchvision) is needed. One session per chunk bounds memory; the tracker carries masks over.
 """
@@ -11,32 +11,18 @@ import torch
 import torch.nn.functional as F
 
 from .detector import IMAGENET_MEAN, IMAGENET_STD
-from .frames import normalised_pixels
+from .frames import SquareInputModel
 
 
-class Sam2VideoSegmenter:
+class Sam2VideoSegmenter(SquareInputModel):
     def __init__(self, model, *, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         import importlib
 
         # Sam2VideoModel and Sam3TrackerVideoModel share this session API; each module names its session class
         module = importlib.import_module(type(model).__module__)
-        self.model = model.eval()
+        super().__init__(model, mean, std)
         self._session_cls = next(getattr(module, n) for n in dir(module) if n.endswith("VideoInferenceSession"))
-        self.size = int(model.config.image_size if np.isscalar(model.config.image_size)
-                        else model.config.image_size[0])
-        self.mean, self.std = mean, std
         self.session, self.hw = None, None
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
-
-    def pixels(self, frames: np.ndarray) -> torch.Tensor:
-        return normalised_pixels(frames, (self.size, self.size), self.mean, self.std, self.device, self.dtype)
 
     def start(self, frames: np.ndarray) -> None:
         self.hw = frames.shape[1:3]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .frames import normalised_pixels
+from .frames import SquareInputModel
 from .mask_settings import MaskSettings
 from .tracker import NoMatch, PackedMasks, TrackResult, fill_from_neighbours
 
@@ -47,25 +47,12 @@ def pick_tracks(tracks: dict[int, Track], settings: MaskSettings) -> list[int]:
     return ranked[settings.index:settings.index + 1]
 
 
-class Sam3TextSegmenter:
+class Sam3TextSegmenter(SquareInputModel):
     """`segmenter(chunks, prompt, settings) -> TrackResult`: one mask per frame of the object `prompt` names."""
 
     def __init__(self, model, tokenizer, *, mean=SAM3_MEAN, std=SAM3_STD):
-        self.model, self.tokenizer = model.eval(), tokenizer
-        size = model.config.image_size
-        self.size = int(size if np.isscalar(size) else size[0])
-        self.mean, self.std = mean, std
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
-
-    def pixels(self, frames: np.ndarray) -> torch.Tensor:
-        return normalised_pixels(frames, (self.size, self.size), self.mean, self.std, self.device, self.dtype)
+        super().__init__(model, mean, std)
+        self.tokenizer = tokenizer
 
     def session(self, frames: np.ndarray, prompt: str):
         """A `Sam3VideoInferenceSession` over `frames` with the text prompt added."""
