@@ -254,3 +254,29 @@ def test_motion_stage_runs_with_the_direction_contrast(tmp_path):
     assert rows and all("contrast" in r for r in rows)
     assert any(r["contrast"] > 0 for r in rows)  # the reversed captions' forward ran and the hinge was active
     assert (out / "motion_adapter").exists()
+
+
+def test_text_encoder_group_can_train_only_some_words_embeddings():
+    """--text-words: only the named words' rows of the token table learn (no weight decay elsewhere); every
+    other weight, and the caller's encoder, stay exactly as they were."""
+    from genl.demo.train_motion import text_encoder_group, text_word_ids
+
+    tok = tiny_tokenizer()
+    te = tiny_text_encoder(len(tok.get_vocab()))
+    before = {k: v.clone() for k, v in te.state_dict().items()}
+    ids = text_word_ids(tok, "left, right")
+    assert ids and len(ids) == 2 and text_word_ids(tok, " ") is None
+    video, groups = text_encoder_group(te, 1.0, ids)
+    opt = torch.optim.AdamW([dict(g, lr=0.1) for g in groups], weight_decay=0.5)
+    batch = tok(["a red circle moving left over grass", "a red circle moving right over grass"],
+                padding="max_length", max_length=16, return_tensors="pt").input_ids
+    for _ in range(3):
+        opt.zero_grad()
+        video(batch)[0].pow(2).mean().backward()
+        opt.step()
+    after = video.state_dict()
+    key = next(k for k in before if k.endswith("token_embedding.weight"))
+    changed = (after[key] != before[key]).any(dim=1).nonzero().flatten().tolist()
+    assert changed == ids
+    assert all(torch.equal(after[k], before[k]) for k in before if k != key)
+    assert all(torch.equal(v, before[k]) for k, v in te.state_dict().items())

@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     add_config_args(t, TrainConfig(), ("out", "stage", "init", "minutes_vae", "minutes_unet", "minutes_motion",
                                        "max_minutes", "clips", "batch_vae", "batch_unet", "batch_motion",
                                        "motion_videos", "lr_vae", "lr_unet", "lr_motion", "warmup", "warmup_motion",
-                                       "ema_motion", "lr_2d_scale", "lr_text_scale", "temporal_loss", "direction_contrast",
+                                       "ema_motion", "lr_2d_scale", "lr_text_scale", "text_words", "temporal_loss", "direction_contrast",
                                        "contrast_margin", "probe_clips", "log_every",
                                        "seed"))
     t.add_argument("--motion-train", choices=TRAINABLE, default=TrainConfig().motion_train,

@@ -55,6 +55,7 @@ class TrainConfig:
     motion_train: str = "all"       # stage 3 trains "modules" (the motion modules alone) or "all" UNet weights
     lr_2d_scale: float = 0.2        # learning rate of the 2D weights stage 3 trains, relative to lr_motion
     lr_text_scale: float = 0.0      # >0: stage 3 trains the video model's own text encoder at lr_motion x this
+    text_words: str = ""            # with lr_text_scale: train only these words' token embeddings ("" = all)
     temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
     direction_contrast: float = 0.0  # >0: weight of train_motion.direction_contrast (true vs reversed direction)
     contrast_margin: float = 0.1    # how much worse (relative) the reversed caption must predict the noise
