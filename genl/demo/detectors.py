@@ -225,7 +225,8 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @dataclass
 class DetectorTrainConfig:
     out: str = "assets/demo-detectors"
-    minutes: float = 6.0            # whole training budget: 70 % GroundingDINO, 15 % SAM 2 frames, 15 % SAM 2 clips
+    minutes: float = 6.0            # whole training budget, split by `shares`
+    shares: tuple = (0.70, 0.15, 0.15)  # GroundingDINO, SAM 2 on frames, SAM 2's memory path on clips
     clips: int = 3000
     batch: int = 128
     lr: float = 5e-4
@@ -331,7 +332,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
     # ---- GroundingDINO
     # fp32 (TF32 matmuls): the Hungarian costs and GIoU want full precision, and the model is small
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    st = _Budget("grounding-dino", detector_groups(gdino, cfg.lr_text_scale), cfg.lr, 0.70 * budget, cfg.log_every)
+    st = _Budget("grounding-dino", detector_groups(gdino, cfg.lr_text_scale), cfg.lr, cfg.shares[0] * budget, cfg.log_every)
     while st.running():
         ci, fi = batch(cfg.batch)
         positive = torch.from_numpy(rng.random(cfg.batch) >= cfg.negatives).to(device)
@@ -345,7 +346,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
 
     # ---- SAM 2, stage 1: box -> mask on single frames
     params = [p for p in sam2.parameters() if p.requires_grad]
-    st = _Budget("sam2-frames", params, cfg.lr, 0.15 * budget, cfg.log_every)
+    st = _Budget("sam2-frames", params, cfg.lr, cfg.shares[1] * budget, cfg.log_every)
     while st.running():
         ci, fi = batch(cfg.batch)
         b = boxes[ci, fi] + torch.randn_like(boxes[ci, fi]) * 2  # detector boxes are not exact
@@ -363,7 +364,7 @@ def train(cfg: DetectorTrainConfig) -> dict:
 
     forward = type(sam2).forward.__wrapped__  # forward is decorated with inference_mode for users
     seg = Sam2VideoSegmenter(sam2)
-    st = _Budget("sam2-clips", params, cfg.lr / 3, 0.15 * budget, cfg.log_every)
+    st = _Budget("sam2-clips", params, cfg.lr / 3, cfg.shares[2] * budget, cfg.log_every)
     while st.running():
         c = int(rng.integers(len(frames)))
         f0 = int(rng.integers(0, 16 - 4))
@@ -399,6 +400,8 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train the tiny GroundingDINO + SAM 2 on the shapes world")
     add_config_args(t, DetectorTrainConfig(), ("out", "minutes", "clips", "batch", "lr", "negatives", "log_every",
                                                "seed", "init", "distractors", "lr_text_scale"))
+    t.add_argument("--shares", type=float, nargs=3, default=DetectorTrainConfig().shares,
+                   help="shares of --minutes for GroundingDINO, SAM 2 on frames and SAM 2's memory path on clips")
     t.add_argument("--smoke", action="store_true", help="tiny sizes and data: a CPU check in < 1 min")
     t.add_argument("--evaluate", type=int, default=0, help="then evaluate on this many held-out videos")
     e = sub.add_parser("evaluate", help="recall, mask IoU and flicker on held-out synthetic videos")
