@@ -38,9 +38,9 @@ def test_example_videos_exist_and_are_small():
     assert (info.width, info.height) == (128, 128) and info.num_frames == 48
 
 
-def test_mask_preview_demo_model_uses_the_colour_stand_in(studio):
+def test_mask_preview_demo_model_uses_the_bundled_detectors(studio):
     got = studio.preview_masks(str(EXAMPLE), "the red circle", "demo", size=(128, 128))
-    assert got["ok"] and got["method"] == "colour" and "stand-in" in got["note"]
+    assert got["ok"] and got["method"] == "grounded_sam2" and "demo-detectors" in got["note"]
     assert len(got["frames"]) == 4 and got["frames"][0].shape == (128, 128, 3)
     from genl.video_io import probe_video
 
@@ -79,7 +79,7 @@ def test_previews_in_the_app(server, client):
     import re
 
     frames, note, mask_video = client.predict(*mask_preview_args("demo", 128), api_name="/mask_preview")
-    assert len(frames) == 4 and "stand-in" in note and mask_video.endswith(".mp4")
+    assert len(frames) == 4 and "demo-detectors" in note and mask_video.endswith(".mp4")
     _, wider, _ = client.predict(*mask_preview_args("demo", 128, dilate=12), api_name="/mask_preview")
     coverage = [float(re.search(r"Coverage ([\d.]+) %", n).group(1)) for n in (note, wider)]
     assert coverage[1] > coverage[0] > 0  # the Advanced mask settings reach the masks

@@ -1,7 +1,8 @@
 """Edit anything end to end: MaskSettings travel whole in the job settings (JSON, old stored jobs), the mask
 preview and the edit job make masks the same way (one cache), and the mask video is a result file.
 
-Tiny random-weight SD (tests/tiny.py) at 32 px on a shapes-world clip; masks by the demo world's colour method."""
+Tiny random-weight SD (tests/tiny.py) at 32 px on a shapes-world clip; masks by the demo world's colour method, and
+by the bundled demo detectors on their own."""
 from __future__ import annotations
 
 import json
@@ -54,14 +55,38 @@ def test_mask_settings_are_validated_with_the_job(clip):
                      num_frames=12, width=32, height=32, codenoise=M8).validate()
 
 
-def test_demo_world_without_bundled_detectors_uses_the_labelled_colour_method(clip):
+def test_demo_world_masks_come_from_the_bundled_detectors():
+    """'auto' with the demo model runs GroundingDINO + SAM 2 on the bundled tiny detectors (the real-video code
+    path), with their measured settings, finds the named object among others, and refuses an absent one."""
     from genl.conditions.detector_models import demo_detectors_available
     from genl.conditions.masks import object_masks
+    from genl.demo.detectors import sample_scene
 
+    assert demo_detectors_available()
+    spec, frames, truth, _, present = sample_scene(4242, 128, 8, distractors=1)
+    found = object_masks(frames, f"the {spec.colour} {spec.shape}", demo=True)
+    assert found.method == "grounded_sam2" and "demo-detectors" in found.note
+    assert "every frame on its own, box threshold 0.25" in found.note  # demo_settings.json
+    inter = np.logical_and(found.masks, truth).sum((1, 2))
+    union = np.logical_or(found.masks, truth).sum((1, 2))
+    assert (inter / union).mean() > 0.7
+    chosen = MaskSettings(box_threshold=0.3)  # a user's own setting stays
+    assert "box threshold 0.3" in object_masks(frames, f"the {spec.colour} {spec.shape}", demo=True,
+                                                 settings=chosen).note
+    absent = next(f"the {c} {s}" for c in ("purple", "yellow", "blue") for s in ("star", "triangle")
+                  if (c, s) not in present)
+    with pytest.raises(ValueError, match="No '.*' found in the video; best score"):
+        object_masks(frames, absent, demo=True)
+
+
+def test_demo_world_without_the_detectors_falls_back_to_the_labelled_colour_method(clip, monkeypatch):
+    from genl.conditions import detector_models
+    from genl.conditions.masks import object_masks
+
+    monkeypatch.setattr(detector_models, "demo_detectors_available", lambda: False)
     frames, _ = read_video(clip[0])
-    assert not demo_detectors_available()  # the trained ones are too weak to ship (assets/demo-detectors)
     found = object_masks(frames, "the red circle", demo=True)
-    assert found.method == "colour" and "stand-in" in found.note and "not bundled" in found.note
+    assert found.method == "colour" and "stand-in" in found.note and "missing" in found.note
 
 
 def test_preview_then_masked_edit_share_masks_and_publish_the_mask_video(clip, tiny_models, model_manager, tmp_path):

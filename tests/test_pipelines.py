@@ -205,13 +205,15 @@ def test_object_masks_colour_stand_in_and_missing_models():
     from genl.demo.world import ClipSpec, render_clip
 
     frames = render_clip(ClipSpec("red", "circle", "right", "grass", 0.3, 0.5, 0.3, seed=1), 4, 64)
-    found = object_masks(frames, "the red circle", demo=True)
+    found = object_masks(frames, "the red circle", "colour", demo=True)
     assert found.method == "colour" and "stand-in" in found.note and found.masks.shape == (4, 64, 64)
     assert 0.03 < found.masks.mean() < 0.2
     with pytest.raises(ValueError, match="GroundingDINO"):
         object_masks(frames, "the man", demo=False)
     with pytest.raises(ValueError, match="No 'the blue car' was found"):
-        object_masks(frames, "the blue car", demo=True)
+        object_masks(frames, "the blue car", "colour", demo=True)
+    with pytest.raises(ValueError, match="No 'the blue car' found in the video; best score"):
+        object_masks(frames, "the blue car", demo=True)  # the bundled demo detectors
 
 
 def test_controlnet_edges_steer_the_image_pipelines(tiny_models):
@@ -263,7 +265,7 @@ def test_demo_model_edit_anything_recolours_only_the_object(tmp_path, model_mana
     assert np.mean([p.colour == "blue" for p in parsed]) >= 0.9
     assert np.mean([p.shape == "circle" for p in parsed]) >= 0.9
     assert np.mean([p.background == "grass" for p in parsed]) >= 0.9
-    assert any("stand-in" in n for n in out["notices"])
+    assert any("Object masks: GroundingDINO + SAM 2 (demo-detectors/" in n for n in out["notices"])
 
 
 def test_masked_edit_output_pixels_outside_the_mask_are_the_source():

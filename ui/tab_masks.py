@@ -18,10 +18,10 @@ from .job_tab import job_tab, wire_upload_inspection
 
 INTRO = ("Name an object (\"the red circle\"), check its masks on a few frames, then say what it should become. "
          "Only the masked pixels change; everything else stays as in the source video. Masks come from "
-         "GroundingDINO (boxes on keyframes) + SAM 2 (tracked between them); with the demo model a colour "
-         "segmentation stands in (it only understands the demo's shapes world). You can also upload a mask video "
-         "(white where the edit may change the video).")
-METHOD_INFO = ("auto: GroundingDINO + SAM 2 (the colour stand-in with the demo model); grounded_sam2: always the "
+         "GroundingDINO (boxes on keyframes) + SAM 2 (tracked between them); with the demo model they are tiny "
+         "ones trained on the demo's shapes world, so they only know its colours and shapes. You can also upload "
+         "a mask video (white where the edit may change the video).")
+METHOD_INFO = ("auto: GroundingDINO + SAM 2 (the tiny shapes-world ones with the demo model); grounded_sam2: always the "
                "detectors; sam3: SAM 3 finds and tracks the object by itself (facebook/sam3); colour: shapes world "
                "only; upload: your mask video.")
 DEMO_SOURCE = "a red circle moving right over grass"

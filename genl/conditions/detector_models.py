@@ -41,6 +41,15 @@ def demo_detectors_available() -> bool:
     return (Path(DEMO_DETECTOR) / "config.json").exists() and (Path(DEMO_TRACKER) / "config.json").exists()
 
 
+def demo_detector_settings() -> dict:
+    """The mask settings the bundled demo detectors were measured best with (assets/demo-detectors/
+    demo_settings.json: a lower box threshold, masks frame by frame), without its "why"."""
+    path = DEMO_DETECTORS_DIR / "demo_settings.json"
+    if not path.exists():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "why"}
+
+
 def _preprocessor_sizes(name: str) -> dict:
     """shortest/longest edge of the checkpoint's image processor (GroundingDINO: 800/1333) when it ships one."""
     try:
@@ -120,5 +129,5 @@ def clear() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["DEMO_DETECTOR", "DEMO_TRACKER", "ModelNotAvailable", "clear", "demo_detectors_available",
+__all__ = ["DEMO_DETECTOR", "DEMO_TRACKER", "ModelNotAvailable", "clear", "demo_detector_settings", "demo_detectors_available",
            "load_detector", "load_sam3", "load_tracker"]

@@ -1,9 +1,11 @@
 """Object masks for "edit anything": an object prompt ("the red circle") -> one mask per frame.
 
 As in the paper, GroundingDINO finds the object from text (boxes on keyframes) and SAM 2 turns boxes into masks
-and carries them through the video (`tracker.py`). With the demo model, 'auto' uses tiny demo detectors when
-assets/demo-detectors holds them; the ones trained so far are too weak to ship (recall 0.086, see its README), so
-the demo world's labelled colour segmentation (method 'colour') makes its masks. A user may upload a mask video.
+and carries them through the video (`tracker.py`); SAM 3 can do both in one model (method 'sam3'). With the demo
+model, 'auto' runs the same GroundingDINO + SAM 2 code on the tiny detectors trained on the shapes world
+(assets/demo-detectors), with the settings they were measured best with (its demo_settings.json) where the
+user left the defaults. The shapes world's colour segmentation stays a labelled method ('colour'), and the
+fallback when those weights are missing. A user may upload a mask video.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from .frames import Frames, frame_chunks, frames_shape
 from .mask_settings import DEFAULT_DETECTOR, DEFAULT_TRACKER, METHODS, MaskSettings
 
 COLOUR_NOTE = "colour segmentation stand-in for GroundingDINO + SAM 2 (shapes world only; a labelled fallback)"
-DEMO_FALLBACK = (" (the demo model's tiny detectors are not bundled: trained ones found too few objects, "
-                 "see assets/demo-detectors/README.md)")
+DEMO_FALLBACK = (" (the demo model's tiny detectors are missing from assets/demo-detectors: "
+                 "see its README.md to train them)")
 
 
 @dataclass
@@ -77,12 +79,18 @@ def object_masks(frames: Frames, object_prompt: str, method: str = "auto", *, de
 
 
 def _with_demo_models(settings: MaskSettings) -> MaskSettings:
-    """The bundled demo detectors, when assets/demo-detectors holds them (else settings unchanged: colour fallback)."""
-    from .detector_models import DEMO_DETECTOR, DEMO_TRACKER, demo_detectors_available
+    """The bundled demo detectors, when assets/demo-detectors holds them (else settings unchanged: colour fallback),
+    with their measured settings in place of any setting still at its default (a user's choice stays)."""
+    from .detector_models import DEMO_DETECTOR, DEMO_TRACKER, demo_detector_settings, demo_detectors_available
 
     if not demo_detectors_available():
         return settings
-    return replace(settings, detector=settings.detector or DEMO_DETECTOR, tracker=settings.tracker or DEMO_TRACKER)
+    tuned = {}
+    if not settings.detector and not settings.tracker:  # both demo models: their measured settings apply
+        defaults = MaskSettings()
+        tuned = {k: v for k, v in demo_detector_settings().items() if getattr(settings, k) == getattr(defaults, k)}
+    return replace(settings, detector=settings.detector or DEMO_DETECTOR, tracker=settings.tracker or DEMO_TRACKER,
+                   **tuned)
 
 
 def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
@@ -105,7 +113,7 @@ def _compute(frames, prompt, settings: MaskSettings, detector, tracker):
     result = run(frame_chunks(frames, settings.chunk), prompt, detector, tracker, settings)
     names = f"{_short(settings.detector or DEFAULT_DETECTOR)} + {_short(settings.tracker or DEFAULT_TRACKER)}"
     how = (f"keyframes {len(result.keyframes)}, SAM 2 propagation" if settings.propagate
-           else "every frame on its own")
+           else "every frame on its own") + f", box threshold {settings.box_threshold:g}"
     note = f"GroundingDINO + SAM 2 ({names}; {how}; {len(result.filled)} frames filled from neighbours)"
     return result.masks, "grounded_sam2", note, result.keyframes, result.filled
 
