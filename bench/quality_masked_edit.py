@@ -74,6 +74,8 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--mask-method", default="auto", choices=("auto", "colour"),
+                    help="auto: the bundled demo detectors (GroundingDINO + SAM 2); colour: the labelled colour method")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if not demo_available():
@@ -83,7 +85,7 @@ def main():
     torch.manual_seed(0)
     pipe = ModelManager().get("edit", "demo", device="cpu")
     codenoise = CoDenoiseSettings(clip_length=8, stride=4)
-    mask_settings = MaskSettings()  # the defaults a user gets: 2 px dilation, 1.5 px feather
+    mask_settings = MaskSettings(method=args.mask_method)  # the defaults a user gets: 2 px dilation, 1.5 px feather
     cache = InversionCache(tempfile.mkdtemp(prefix="masked-edit-inversion-"))  # each source inverted once
     rows, started = [], time.time()
     for (colour, shape, direction, background), obj, new_colour, new_shape in edits:
@@ -130,11 +132,11 @@ def write(rows, args, steps, seconds):
         commit = "unknown"
     meta = {"device": platform.processor() or platform.machine(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "commit": commit, "frames": args.frames, "size": args.size,
-            "steps": steps, "M": 8, "S": 4, "guidance": 7.5, "mask": "demo world (object_masks demo=True), "
-            "MaskSettings defaults (dilate 2 px, feather 1.5 px)", "seconds": round(seconds, 1), "smoke": args.smoke}
+            "steps": steps, "M": 8, "S": 4, "guidance": 7.5, "mask": f"demo world (object_masks demo=True, method {args.mask_method}: "
+            f"{rows[0]['method'] if rows else '-'}), MaskSettings defaults (dilate 2 px, feather 1.5 px)", "seconds": round(seconds, 1), "smoke": args.smoke}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "masked_edit_smoke" if args.smoke else "masked_edit"
+    stem = ("masked_edit_smoke" if args.smoke else "masked_edit") + ("_demo_detectors" if args.mask_method == "auto" else "")
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
     lines = [
         "# Masked edit on the demo world", "",

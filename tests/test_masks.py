@@ -313,6 +313,8 @@ def test_detector_evaluation_writes_both_reports_with_and_without_distractors(ti
         assert [r["threshold"] for r in saved["threshold_sweep"]] == list(SWEEP)
         assert "other objects" in (folder / f"{stem}.md").read_text() or stem == "evaluation"
     assert 0 <= scenes["misses_propagated"] <= 1 and 0 <= scenes["top1_recall@0.5"] <= 1
+    lower = write_report(str(folder), videos=1, frames=3, device="cpu", box_threshold=0.25)  # the demo's own
+    assert lower["box_threshold"] == 0.25 and "box threshold 0.25" in (folder / "evaluation_box0.25.md").read_text()
 
 
 def test_detector_training_gives_the_text_side_its_own_learning_rate():

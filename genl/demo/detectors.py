@@ -410,6 +410,7 @@ def main(argv=None) -> int:
     e.add_argument("--frames", type=int, default=32)
     e.add_argument("--device", default="auto")
     e.add_argument("--distractors", type=int, default=0, help="other objects in every frame (the prompt decides)")
+    e.add_argument("--box-threshold", type=float, default=0.35, help="the masks' and the recall's box threshold")
     args = ap.parse_args(argv)
     if args.command == "train":
         kw = {k: v for k, v in vars(args).items() if k not in ("command", "evaluate")}
@@ -425,7 +426,7 @@ def main(argv=None) -> int:
         return 0
     from .detectors_eval import write_report
 
-    write_report(args.models, args.videos, args.frames, args.device, args.distractors)
+    write_report(args.models, args.videos, args.frames, args.device, args.distractors, args.box_threshold)
     return 0
 
 

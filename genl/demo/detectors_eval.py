@@ -46,8 +46,10 @@ def threshold_sweep(present: list[tuple[float, bool]], absent: list[float]) -> l
              "false_detections": round(float(np.mean([s >= t for s in absent])), 4)} for t in SWEEP]
 
 
-def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "auto", distractors: int = 0) -> dict:
-    """distractors: other objects drawn under the named one (`sample_scene`), so recall needs the prompt read."""
+def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "auto", distractors: int = 0,
+             box_threshold: float = MaskSettings.box_threshold) -> dict:
+    """distractors: other objects drawn under the named one (`sample_scene`), so recall needs the prompt read;
+    box_threshold: the masks' and the recall's (the sweep covers every threshold anyway)."""
     from genl.conditions.detector_models import load_detector, load_tracker
     from genl.conditions.masks import object_masks
 
@@ -55,7 +57,7 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
     detector = load_detector(str(models / "grounding-dino"), device, "fp32")
     size = detector.shortest_edge
     base = MaskSettings(detector=str(models / "grounding-dino"), tracker=str(models / "sam2"), dilate=0, feather=0,
-                        device=device)
+                        device=device, box_threshold=box_threshold)
     rows = {"recall@0.5": [], "top1_recall@0.5": [], "propagated_iou": [], "per_frame_iou": [],
             "propagated_f2f": [], "per_frame_f2f": [], "truth_f2f": [], "colour_iou": [],
             "misses_propagated": 0, "misses_per_frame": 0}
@@ -89,21 +91,23 @@ def evaluate(models: str, videos: int = 12, frames: int = 32, device: str = "aut
             pass
     summary = {k: (round(float(np.mean(v)), 4) if isinstance(v, list) and v else (None if v == [] else v))
                for k, v in rows.items()}
-    summary.update(videos=videos, frames=frames, size=size, distractors=distractors, seconds=round(time.time() - t0, 1),
+    summary.update(videos=videos, frames=frames, size=size, distractors=distractors, box_threshold=box_threshold,
+                   seconds=round(time.time() - t0, 1),
                    threshold_sweep=threshold_sweep(true_best, absent_best))
     return summary
 
 
 def write_report(models: str, videos: int = 12, frames: int = 32, device: str = "auto",
-                 distractors: int = 0) -> dict:
-    res = evaluate(models, videos, frames, device, distractors)
+                 distractors: int = 0, box_threshold: float = MaskSettings.box_threshold) -> dict:
+    res = evaluate(models, videos, frames, device, distractors, box_threshold)
     out = Path(models)
-    stem = "evaluation" + (f"_distractors{distractors}" if distractors else "")
+    stem = ("evaluation" + (f"_distractors{distractors}" if distractors else "")
+            + (f"_box{box_threshold:g}" if box_threshold != MaskSettings.box_threshold else ""))
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     table = [
         f"Held-out synthetic videos: {res['videos']} x {res['frames']} frames at {res['size']} px, "
-        f"prompt 'the {{colour}} {{shape}}'" + (f", {distractors} other objects in every frame." if distractors
-                                              else "."),
+        f"prompt 'the {{colour}} {{shape}}', box threshold {box_threshold:g}"
+        + (f", {distractors} other objects in every frame." if distractors else "."),
         "",
         "| metric | GroundingDINO + SAM 2 propagation | every frame on its own | ground truth | colour fallback |",
         "|---|---|---|---|---|",
