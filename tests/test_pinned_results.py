@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from genl.api import run_job
+from genl.conditions.mask_settings import MaskSettings
 from genl.models import DEMO_CONTROLNET_DIR, demo_available
 from genl.settings import CoDenoiseSettings, EditSettings, GenerateSettings
 
@@ -36,7 +37,11 @@ CASES = {
     "generate_edges": lambda: GenerateSettings(prompt=PROMPT, num_frames=10, pipeline="tuning_free", control="edges",
                                                control_video=str(EXAMPLE), **SMALL),
     "edit": lambda: EditSettings(**EDIT, smoothness=0.1, **SMALL),
-    "edit_masked": lambda: EditSettings(**EDIT, mask_object="the red circle", strength=0.5, **SMALL),
+    # the masked-edit engine with the colour method's masks (unchanged since issue 9's re-pins), and the same edit
+    # with the masks the demo model now gets by default: the bundled demo detectors
+    "edit_masked": lambda: EditSettings(**EDIT, mask_object="the red circle", strength=0.5,
+                                        masks=MaskSettings(method="colour"), **SMALL),
+    "edit_masked_detectors": lambda: EditSettings(**EDIT, mask_object="the red circle", strength=0.5, **SMALL),
 }
 PINNED = {
     # Re-pinned at stop 9 for the retrained demo bundle (text-aware motion stage) and its trailing timestep
@@ -45,6 +50,7 @@ PINNED = {
     # did not change, only the model and its scheduler config.
     "edit": "b372b4965515a412bc18ba2a34c3ca12f0f08f31e0b1cbc2c963109aa6e0a46f",
     "edit_masked": "114a9716ef03f631deae6da093fac834cce0d8ce36d2c5c385b81a4524666303",
+    "edit_masked_detectors": "79d9e04f25795a84862483b28cbdf92afb4c28cfe96213638abbc45160cd0497",
     "generate_animatediff": "d5b370e15e5eaa39836924096ccaafacdb4dc3104838aabcf04b18d83e897488",
     "generate_edges": "b1be3f515912f075c857549e95d3f40757d26e0cd11390be832407e6a1ab3a6b",
     "generate_tuning_free": "3105aa85f40de9d32de831a93812f9c627657e446cd9c626f1c53a890a244e00",
