@@ -92,7 +92,8 @@ class Sam3TextSegmenter(SquareInputModel):
         """SAM 3's tracks over one chunk (objects it suppressed or dropped during its hot start left out)."""
         h, w = frames.shape[1:3]
         session = self.session(frames, prompt)
-        cut = float(np.log(mask_threshold / (1 - mask_threshold))) if 0 < mask_threshold < 1 else 0.0
+        cut = (-np.inf if mask_threshold <= 0 else np.inf if mask_threshold >= 1 else  # probability -> logit
+               float(np.log(mask_threshold / (1 - mask_threshold))))
         tracks: dict[int, Track] = {}
         for out in self.model.propagate_in_video_iterator(session):
             hidden = set(out.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
