@@ -1,8 +1,8 @@
 """Tab 3: edit anything: name an object, check its masks, and edit only inside them.
 
 Outside the masks the result keeps the source video. As in the paper, GroundingDINO finds the object (boxes on
-keyframes) and SAM 2 carries its masks through the video; with the demo model a labelled colour segmentation
-of the shapes world makes them. A mask video may be uploaded instead. The preview runs as a light job in the
+keyframes) and SAM 2 carries its masks through the video; with the demo model the same code runs on tiny
+detectors trained on the shapes world. A mask video may be uploaded instead. The preview runs as a light job in the
 queue, over the whole trimmed video, and its masks are cached for the edit.
 """
 from __future__ import annotations
@@ -56,7 +56,8 @@ def mask_inputs(demo_default: bool) -> dict:
     with gr.Accordion("Mask settings", open=False):
         with gr.Row():
             box = gr.Slider(0.05, 0.95, value=d.box_threshold, step=0.05, label="Box threshold",
-                            info="GroundingDINO: lowest box score kept")
+                            info="GroundingDINO: lowest box score kept (left at 0.35, the demo model's "
+                                 "detectors use their own 0.25 and segment each frame; the note says so)")
             text = gr.Slider(0.05, 0.95, value=d.text_threshold, step=0.05, label="Text threshold",
                              info="GroundingDINO: lowest score of the prompt's words")
         with gr.Row():
