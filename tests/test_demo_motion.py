@@ -221,10 +221,8 @@ def test_contrast_uses_directional_captioned_noisy_windows_only():
     data.directional = torch.tensor([True, False])                  # "moving left" / (say) "staying still"
     frames = torch.stack([torch.arange(16), torch.arange(16, 32), torch.arange(16), torch.arange(16)])
     t = torch.tensor([900, 900, 100, 900])
-    empty = torch.zeros(1, 3, 4)
-    states = torch.ones(4, 3, 4)
-    states[3] = 0                                                   # dropped to the empty caption
-    assert contrast_rows(data, frames, t, states, empty).tolist() == [0]
+    dropped = torch.tensor([False, False, False, True])            # the last one got the empty caption
+    assert contrast_rows(data, frames, t, dropped).tolist() == [0]
 
 
 def test_motion_data_carries_direction_reversed_captions():

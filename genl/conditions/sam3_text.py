@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -111,23 +111,17 @@ class Sam3TextSegmenter(SquareInputModel):
         return tracks
 
     def __call__(self, chunks: Iterable[np.ndarray], prompt: str, settings: MaskSettings) -> TrackResult:
-        masks, found = PackedMasks(), []
-        start = 0
+        masks = PackedMasks()
         with self.detector_scores() as seen:
             for chunk in chunks:
                 tracks = self.chunk_tracks(chunk, prompt, settings.mask_threshold)
                 chosen = [tracks[k] for k in pick_tracks(tracks, settings)]
                 for j in range(len(chunk)):
                     parts = [t.masks[j] for t in chosen if j in t.masks]
-                    mask: Optional[np.ndarray] = np.any(parts, axis=0) if parts else None
-                    if mask is not None and mask.any():
-                        found.append(start + j)
-                    else:
-                        mask = None
-                    masks.append(mask)
-                start += len(chunk)
+                    mask = np.any(parts, axis=0) if parts else None
+                    masks.append(mask if mask is not None and mask.any() else None)  # None: filled from a neighbour
         best = max(seen, default=0.0)
-        if not found:
+        if all(m is None for m in masks.frames):
             threshold = float(getattr(self.model, "score_threshold_detection", 0.5))
             raise NoMatch(f"SAM 3 found no '{prompt}' in the video; best detection score {best:.2f} < its "
                           f"threshold {threshold:.2f}. Describe the object differently, or try GroundingDINO + "

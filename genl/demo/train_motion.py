@@ -107,35 +107,42 @@ def sample_windows(data: MotionData, batch: int) -> torch.Tensor:
     return start[:, None] + torch.arange(WINDOW, device=v.device)
 
 
+def mixed_caption_states(text_encoder, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Per-window text states (batch, tokens, dim) exactly as the pipeline mixes them: the mean of the embeddings
+    of the frames' segment captions (`ids`: one row of token ids per segment; `segments`: (batch, frames))."""
+    segs, inverse = torch.unique(segments, return_inverse=True)
+    return text_encoder(ids[segs])[0].float()[inverse].mean(dim=1)
+
+
+def caption_drop(batch: int, dropout: float, device) -> torch.Tensor:
+    """(batch,) bool: the windows that get the empty caption (classifier-free guidance)."""
+    return torch.rand(batch, device=device) < dropout
+
+
 def window_condition(text_encoder, data: MotionData, frames: torch.Tensor, empty_ids: torch.Tensor,
-                     dropout: float) -> torch.Tensor:
-    """Per-window text states (batch, tokens, dim) exactly as the pipeline mixes them: the mean of the
-    frames' segment embeddings; `dropout` of the windows get the empty caption (classifier-free guidance)."""
-    b = frames.shape[0]
-    segs, inverse = torch.unique(data.segment[frames], return_inverse=True)
-    emb = text_encoder(data.ids[segs])[0].float()
-    window = emb[inverse].mean(dim=1)  # (b, tokens, dim)
+                     dropout: float, drop: torch.Tensor | None = None) -> torch.Tensor:
+    """`mixed_caption_states` of the windows' captions; `dropout` of the windows (or those `drop` marks, when the
+    caller needs to know which) get the empty caption instead."""
+    window = mixed_caption_states(text_encoder, data.ids, data.segment[frames])
     empty = text_encoder(empty_ids)[0].float().expand_as(window)
-    drop = (torch.rand(b, device=frames.device) < dropout)[:, None, None]
-    return torch.where(drop, empty, window)
+    if drop is None:
+        drop = caption_drop(frames.shape[0], dropout, frames.device)
+    return torch.where(drop[:, None, None], empty, window)
 
 
 def reversed_condition(text_encoder, data: MotionData, frames: torch.Tensor) -> torch.Tensor:
     """`window_condition` without dropout, every segment's caption read with its direction reversed."""
-    segs, inverse = torch.unique(data.segment[frames], return_inverse=True)
-    return text_encoder(data.reversed_ids[segs])[0].float()[inverse].mean(dim=1)
+    return mixed_caption_states(text_encoder, data.reversed_ids, data.segment[frames])
 
 
 CONTRAST_MIN_T = 500  # the contrast acts where layout and motion are decided (the probe's range), not on detail
 
 
-def contrast_rows(data: MotionData, frames: torch.Tensor, t: torch.Tensor, states: torch.Tensor,
-                  empty_states: torch.Tensor) -> torch.Tensor:
+def contrast_rows(data: MotionData, frames: torch.Tensor, t: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
     """Indices of the windows the direction contrast uses: mostly directional frames, noise level t >=
-    CONTRAST_MIN_T, and a real caption (not a classifier-free-guidance dropout)."""
+    CONTRAST_MIN_T, and a real caption (`dropped`: the windows given the empty caption)."""
     directional = data.directional[data.segment[frames]].float().mean(dim=1) > 0.5
-    kept = (states - empty_states).flatten(1).abs().amax(dim=1) > 0
-    return torch.nonzero(directional & (t >= CONTRAST_MIN_T) & kept).flatten()
+    return torch.nonzero(directional & (t >= CONTRAST_MIN_T) & ~dropped).flatten()
 
 
 def direction_contrast(pred: torch.Tensor, pred_reversed: torch.Tensor, noise: torch.Tensor,
@@ -248,15 +255,14 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
         noise = torch.randn_like(z)
         a = alphas[t].view(-1, 1, 1, 1, 1)
         zt = a.sqrt() * z + (1 - a).sqrt() * noise
+        drop = caption_drop(z.shape[0], cfg.caption_dropout, device)
         with torch.set_grad_enabled(bool(text_groups)), autocast:
-            states = window_condition(text_encoder, data, frames, empty, cfg.caption_dropout)
+            states = window_condition(text_encoder, data, frames, empty, cfg.caption_dropout, drop)
         with autocast:
             pred = motion(zt, t, encoder_hidden_states=states.repeat_interleave(WINDOW, dim=0)).sample
         loss, parts = motion_loss(pred, noise, cfg.temporal_loss)
         if cfg.direction_contrast > 0:
-            with torch.set_grad_enabled(bool(text_groups)), autocast:
-                empty_states = text_encoder(empty)[0].float()
-            rows = contrast_rows(data, frames, t, states, empty_states)
+            rows = contrast_rows(data, frames, t, drop)
             parts["contrast"] = loss.new_zeros(())  # logged every step, so the log's columns stay aligned
             if len(rows):
                 with torch.set_grad_enabled(bool(text_groups)), autocast:
