@@ -77,15 +77,27 @@ def motion_metrics(frames: np.ndarray, timeline, clip_length: int = 16) -> dict:
     """quality.video_metrics plus the share of segments whose caption's motion is followed."""
     out = video_metrics(frames, timeline, clip_length)
     parsed = [parse_frame(f) for f in frames]
-    followed = [motion_followed(parsed[a:b + 1], parse_caption(text)["motion"]) for a, b, text in timeline]
+    motions = [parse_caption(text)["motion"] for _, _, text in timeline]
+    followed = [motion_followed(parsed[a:b + 1], m) for (a, b, _), m in zip(timeline, motions)]
     out["direction"] = float(np.mean(followed))
+    out["segments"] = list(zip(motions, followed))
     return out
+
+
+def by_motion(per_video: list[dict]) -> dict:
+    """Share of segments followed per caption motion, pooled over videos: which motions fail."""
+    pooled: dict[str, list[bool]] = {}
+    for video in per_video:
+        for motion, ok in video["segments"]:
+            pooled.setdefault(motion, []).append(ok)
+    return {m: {"followed": float(np.mean(v)), "segments": len(v)} for m, v in sorted(pooled.items())}
 
 
 def parse_config(text: str) -> tuple[str, int, int, dict]:
     """scheduler:steps:S[:spacing][:schedule][:motion], e.g. ddim:50:4, dpm++:15:8:trailing (timestep spacing
     override), dpm++:15:16:trailing:shifted (genl/plan.py's window schedule; "fixed" by default) or
-    dpm++:10:16:trailing:settled:motion (clips fused inside the motion modules; model outputs by default)."""
+    dpm++:10:16:trailing:settled:motion (clips fused inside the motion modules; model outputs by default);
+    share0.3 starts from noise of which 0.3 (in variance) is common to every frame."""
     parts = text.split(":")
     try:
         name, steps, stride = parts[0], int(parts[1]), int(parts[2])
@@ -93,6 +105,12 @@ def parse_config(text: str) -> tuple[str, int, int, dict]:
         raise ValueError(f"A config is scheduler:steps:S[:spacing][:schedule], e.g. ddim:50:4 (got '{text}').") from err
     extra = {}
     for part in parts[3:]:
+        if part.startswith("share") and "noise_share" not in extra:
+            try:
+                extra["noise_share"] = float(part[5:])
+                continue
+            except ValueError:
+                pass
         key = ("timestep_spacing" if part in SPACINGS else "schedule" if part in SCHEDULES
                else "fusion" if part == "motion" else None)
         if key is None or key in extra:
@@ -107,7 +125,9 @@ def specs(args) -> list:
 
 
 def mean_row(rows: list[dict]) -> dict:
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    """Numeric metrics averaged over videos, with the per-motion breakdown pooled over their segments."""
+    row = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k != "segments"}
+    return row | {"by_motion": by_motion(rows)}
 
 
 COLS = ["config", "direction", "id_change_elsewhere", "jump_elsewhere", "align_colour", "align_shape",
@@ -143,6 +163,7 @@ def main(argv=None):
         name, steps, stride, extra = parse_config(text)
         schedule = extra.pop("schedule", "fixed")
         fusion = extra.pop("fusion", "output")
+        noise_share = extra.pop("noise_share", 0.0)
         pipe.scheduler = make_scheduler(name, {**base_config, **extra})
         per_video, seconds, loads = [], [], []
         for v, spec in enumerate(videos):
@@ -152,7 +173,7 @@ def main(argv=None):
                        num_inference_steps=steps, guidance_scale=args.guidance,
                        codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
                                                    schedule=schedule, fusion=fusion),
-                       seed=v)
+                       seed=v, noise_share=noise_share)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)
@@ -183,6 +204,13 @@ def write(args, rows: list[dict]) -> None:
              "| " + " | ".join(COLS) + " |", "|" + "---|" * len(COLS)]
     for r in rows:
         lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in COLS) + " |")
+    motions = sorted({m for r in rows for m in r.get("by_motion", {})})
+    lines += ["", "Direction followed per caption motion (segments pooled over videos; count in brackets):", "",
+              "| config | " + " | ".join(motions) + " |", "|" + "---|" * (len(motions) + 1)]
+    for r in rows:
+        cells = [f"{r['by_motion'][m]['followed']:.2f} ({r['by_motion'][m]['segments']})"
+                 if m in r.get("by_motion", {}) else "-" for m in motions]
+        lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
     (out / f"quality_motion_{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
