@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="animatediff: text-to-video model; tuning_free: image model + cross-frame attention")
     g.add_argument("--motion-adapter", default="", help="AnimateDiff motion module (hub id or folder)")
     g.add_argument("--attention", choices=MODES, default=G.attention)
+    g.add_argument("--noise-share", type=float, default=G.noise_share,
+                   help="animatediff: share (0-1) of the starting noise common to all frames; more keeps objects "
+                        "steadier and in place, less lets them move (0: independent frames)")
     g.add_argument("--loop", action="store_true", help="wrap clips around the end for a seamless loop")
     g.add_argument("--control-video", default="", help="reference video whose pose/edges/depth --control follows")
     e = sub.add_parser("edit", help="edit an uploaded video with a new prompt timeline (tuning-free)")
@@ -116,7 +119,8 @@ def settings_from_args(args) -> object:
                   controls=controls_from_args(args), **size)
     if args.command == "generate":
         return GenerateSettings(num_frames=args.frames, pipeline=args.pipeline, motion_adapter=args.motion_adapter,
-                                attention=args.attention, control_video=args.control_video, **common)
+                                attention=args.attention, control_video=args.control_video,
+                                noise_share=args.noise_share, **common)
     return EditSettings(video=args.video, source_prompt=args.source_prompt, start=args.start, end=args.end,
                         strength=args.strength, smoothness=args.smoothness, attention=args.attention,
                         cache_dir=args.cache_dir, mask_object=args.mask_object,

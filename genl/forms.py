@@ -48,7 +48,9 @@ def generate_settings(values: dict) -> GenerateSettings:
     pipeline = str(values.get("pipeline") or GenerateSettings.pipeline)
     if pipeline != "animatediff":  # the fusion field speaks of video models; an image model fuses outputs
         values = {**values, "fusion": None}
-    return GenerateSettings(prompt=str(values["prompt"]), pipeline=pipeline, **_common(values))
+    share = values.get("noise_share")
+    share = 0.0 if share in (None, "") or pipeline != "animatediff" else float(share)
+    return GenerateSettings(prompt=str(values["prompt"]), pipeline=pipeline, noise_share=share, **_common(values))
 
 
 def edit_settings(values: dict) -> EditSettings:

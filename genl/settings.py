@@ -135,6 +135,7 @@ class GenerateSettings(_Common):
     motion_adapter: str = ""  # AnimateDiff motion module; empty means the model's default
     attention: str = ATTENTION  # cross-frame attention for image models
     motion: tuple = (0.0, 0.0)  # tuning-free: latent pixels the shared noise moves per frame (dx, dy)
+    noise_share: float = 0.0  # animatediff: share of the starting noise common to all frames (steadier, less motion)
     control: str = ""  # '' or 'edges': follow the edges of `control_video` (tuning-free, with a ControlNet)
     control_video: str = ""
     controlnet: str = ""  # ControlNet model (hub id, folder, or 'demo'); empty: the model's default
@@ -145,6 +146,11 @@ class GenerateSettings(_Common):
         timeline = super().validate()
         if self.pipeline not in ("animatediff", "tuning_free"):
             raise ValueError("The generator must be 'animatediff' or 'tuning_free'.")
+        if not 0.0 <= self.noise_share <= 1.0:  # also catches NaN
+            raise ValueError(f"The shared noise must be between 0 and 1 (got {self.noise_share}).")
+        if self.noise_share and self.pipeline != "animatediff":
+            raise ValueError("Shared noise is a setting of the animatediff generator: the tuning-free one always "
+                             "starts every frame from the same noise. Set it to 0 or pick animatediff.")
         if self.pipeline == "animatediff":
             from .plan import require_full_length_clips
 

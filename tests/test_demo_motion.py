@@ -165,6 +165,22 @@ def test_motion_loss_weights_frame_to_frame_error():
     assert l_flicker > l_shared
 
 
+def test_mixed_prior_noise_shares_its_part_across_a_windows_frames_only():
+    """--noise-share: unit variance; frames of one window correlate by the share, windows stay independent;
+    share 0 is the plain independent draw (same random stream as before the option)."""
+    from genl.demo.train_motion import mixed_prior_noise
+
+    z = torch.zeros(256, 4, 16, 8, 8)
+    torch.manual_seed(0)
+    plain = mixed_prior_noise(z, 0.0)
+    torch.manual_seed(0)
+    torch.testing.assert_close(plain, torch.randn_like(z))
+    n = mixed_prior_noise(z, 0.4)
+    assert abs(float(n.var()) - 1) < 0.02
+    assert abs(float((n[:, :, 2] * n[:, :, 11]).mean()) - 0.4) < 0.02  # two frames of the same windows
+    assert abs(float((n[:128, :, 2] * n[128:, :, 2]).mean())) < 0.02   # the same frame of different windows
+
+
 def test_direction_probe_reverses_only_the_direction():
     from genl.demo.motion_probe import probe_windows
 
@@ -190,7 +206,8 @@ def test_config_text():
     assert parse_config("ddim:50:4") == ("ddim", 50, 4, {})
     assert parse_config("dpm++:15:8:trailing") == ("dpm++", 15, 8, {"timestep_spacing": "trailing"})
     assert parse_config("dpm++:10:16:settled:motion") == ("dpm++", 10, 16, {"schedule": "settled", "fusion": "motion"})
-    for bad in ("ddim:50", "ddim:x:4", "ddim:50:4:sideways"):
+    assert parse_config("dpm++:10:16:motion:share0.3") == ("dpm++", 10, 16, {"fusion": "motion", "noise_share": 0.3})
+    for bad in ("ddim:50", "ddim:x:4", "ddim:50:4:sideways", "ddim:50:4:sharex", "ddim:50:4:share0.1:share0.2"):
         try:
             parse_config(bad)
         except ValueError:

@@ -145,6 +145,14 @@ def test_fusion_has_a_field_and_round_trips():
     assert build(forms.generate_settings, base_values())["codenoise"]["fusion"] == "output"  # the default
 
 
+def test_shared_noise_has_a_field_and_round_trips():
+    loaded = round_trip(forms.generate_settings, base_values(pipeline="animatediff", noise_share=0.3), job_values.TEXT)
+    assert loaded["noise_share"] == 0.3
+    assert build(forms.generate_settings, base_values(pipeline="animatediff"))["noise_share"] == 0.0  # the default
+    # the tuning-free generator always shares all of its noise: the field does not apply to it
+    assert build(forms.generate_settings, base_values(pipeline="tuning_free", noise_share=0.3))["noise_share"] == 0.0
+
+
 def test_previews_have_no_tab():
     with pytest.raises(ValueError, match="no settings to load"):
         job_values.tab_for({"kind": "mask_preview"})

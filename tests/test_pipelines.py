@@ -152,12 +152,37 @@ def test_models_load_once_and_missing_models_fail_fast(tiny_models, monkeypatch)
         mm.get("edit", tiny_models["animatediff"])
 
 
+def test_shared_noise_keeps_unit_variance_and_shares_what_it_says():
+    from genl.pipelines.common import initial_noise, shared_noise
+
+    shape = (1, 4, 16, 32, 32)
+    for share in (0.0, 0.3, 0.7):
+        n = shared_noise(shape, 11, "cpu", 1.0, share=share)[0]
+        assert abs(float(n.var()) - 1) < 0.05
+        corr = float((n[:, 0] * n[:, 9]).mean())  # two frames' noise: their correlation is the shared part
+        assert abs(corr - share) < 0.05, (share, corr)
+    torch.testing.assert_close(shared_noise(shape, 11, "cpu", 2.0, share=1.0)[0, :, 0],
+                               initial_noise((1, 4, 1, 32, 32), 11, "cpu", torch.float32)[0, :, 0] * 2)
+
+
+def test_noise_share_reaches_the_text_to_video_start(tiny_models, model_manager):
+    pipe = model_manager.get("animatediff", tiny_models["animatediff"])
+    kw = dict(num_frames=24, height=32, width=32, num_inference_steps=1, codenoise=M8, seed=2)
+    tl = Timeline.parse(TWO)
+    plain = pipe(tl, **kw).latents
+    torch.testing.assert_close(pipe(tl, noise_share=0.0, **kw).latents, plain)  # 0: the old start, exactly
+    steady = pipe(tl, noise_share=0.9, **kw).latents
+    spread = lambda x: float((x - x.mean(dim=2, keepdim=True)).abs().mean())  # noqa: E731 frame-to-frame spread
+    assert spread(steady) < 0.6 * spread(plain)
+
+
 def test_settings_round_trip_and_validation(tiny_models):
     s = gen_settings(tiny_models["sd"], "tuning_free")
     s.validate()
     assert settings_from_dict(s.to_dict()) == s
     for bad, msg in [(dict(prompt=""), "empty"), (dict(num_frames=5000), "limit"), (dict(width=30), "multiple"),
-                     (dict(prompt="0-5: a | 9-23: b"), "gap"), (dict(scheduler="pndm"), "Unknown scheduler")]:
+                     (dict(prompt="0-5: a | 9-23: b"), "gap"), (dict(scheduler="pndm"), "Unknown scheduler"),
+                     (dict(noise_share=0.5), "animatediff generator"), (dict(noise_share=float("nan")), "between 0")]:
         with pytest.raises(ValueError, match=msg):
             gen_settings(tiny_models["sd"], "tuning_free", **bad).validate()
 
@@ -179,6 +204,9 @@ def test_cli_generate_and_errors(tiny_models, tmp_path):
     stride = subprocess.run(base + ["--prompt", "a cat", "-S", "9", "--out", str(tmp_path / "c4")],
                             capture_output=True, text=True)
     assert stride.returncode == 2 and "Stride" in stride.stderr
+    share = subprocess.run(base + ["--prompt", "a cat", "--noise-share", "1.5", "--out", str(tmp_path / "c5")],
+                           capture_output=True, text=True)
+    assert share.returncode == 2 and "shared noise must be between 0 and 1" in share.stderr
 
 
 def test_masked_edit_keeps_everything_outside_the_mask(tiny_models, model_manager):

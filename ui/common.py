@@ -164,6 +164,10 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                                  info="Inside the motion modules (text-to-video models only): the spatial layers "
                                       "run once per frame and only the motion modules see clips, as FreeNoise "
                                       "does.") if pipeline else None
+            share = gr.Slider(0, 1, value=start.get("noise_share", 0.0), step=0.05, label="Shared noise",
+                              info="Text-to-video models: how much of the starting noise all frames share. More "
+                                   "keeps objects steady and in place, less lets them move; 0 is how the models "
+                                   "were trained.") if pipeline else None
             negative = gr.Textbox("", label="Negative prompt for every row", placeholder="blurry, low quality")
     model.change(fit_size_to_model, [model, width, height], [width, height], **HIDDEN)
     if quick_demo:
@@ -177,7 +181,7 @@ def advanced(studio, *, pipeline: bool = True, with_fps: bool = True, max_frames
                 clip_length=clip_length, stride=stride, weights=weights, schedule=schedule,
                 negative_prompt=negative)
     if pipeline:
-        form.add(pipeline=pipe, fusion=fusion)
+        form.add(pipeline=pipe, fusion=fusion, noise_share=share)
     if not with_fps:
         form.components.pop("fps")
     return form

@@ -103,7 +103,7 @@ def _tune(s: dict) -> dict:
 
 COMMON = {"prompt", "negative_prompt", "num_frames", "width", "height", "fps", "steps", "guidance", "scheduler",
           "seed", "model", "codenoise"}
-SHOWN = {TEXT: COMMON | {"pipeline"},
+SHOWN = {TEXT: COMMON | {"pipeline", "noise_share"},
          POSE: COMMON | {"pipeline", "control", "controlnet", "control_scale", "controls", "control_video"},
          EDIT: COMMON | {"video", "source_prompt", "start", "end", "strength"},
          MASKS: COMMON | {"video", "source_prompt", "start", "end", "strength", "mask_object", "masks", "control",
@@ -150,6 +150,7 @@ def job_values(settings: dict) -> tuple[str, dict, list[str]]:
     notes += [note] if note else []
     if tab == TEXT:
         values["pipeline"] = s.get("pipeline", "animatediff")
+        values["noise_share"] = s.get("noise_share", 0.0)
     if tab in (EDIT, MASKS):
         values.update(_edit(s))
     if tab == MASKS:

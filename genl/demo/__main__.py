@@ -19,7 +19,7 @@ def main(argv=None) -> int:
                                        "max_minutes", "clips", "batch_vae", "batch_unet", "batch_motion",
                                        "motion_videos", "lr_vae", "lr_unet", "lr_motion", "warmup", "warmup_motion",
                                        "ema_motion", "lr_2d_scale", "lr_text_scale", "text_words", "temporal_loss", "direction_contrast",
-                                       "contrast_margin", "probe_clips", "log_every",
+                                       "contrast_margin", "noise_share", "probe_clips", "log_every",
                                        "seed"))
     t.add_argument("--motion-train", choices=TRAINABLE, default=TrainConfig().motion_train,
                    help="what stage 3 trains: the motion modules alone (modules) or every UNet weight (all), "

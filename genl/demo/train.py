@@ -59,6 +59,7 @@ class TrainConfig:
     temporal_loss: float = 1.0      # weight of the frame-to-frame error term (train_motion.motion_loss)
     direction_contrast: float = 0.0  # >0: weight of train_motion.direction_contrast (true vs reversed direction)
     contrast_margin: float = 0.1    # how much worse (relative) the reversed caption must predict the noise
+    noise_share: float = 0.0        # stage 3: share of each window's noise common to its frames (mixed prior)
     probe_clips: int = 32           # held-out clips of the direction probe before/after stage 3 (0: none)
     caption_dropout: float = 0.1
     log_every: int = 50

@@ -159,6 +159,21 @@ def direction_contrast(pred: torch.Tensor, pred_reversed: torch.Tensor, noise: t
     return torch.relu(margin * e_true.detach() - (e_rev - e_true)).mean()
 
 
+def mixed_prior_noise(z: torch.Tensor, share: float) -> torch.Tensor:
+    """Noise like z (B, C, F, h, w) of which `share` (in variance) is one draw common to a window's frames and
+    the rest each frame's own (PYoCo's mixed noise prior, Ge et al. 2023); unit variance either way.
+
+    Why: sampled from independent noise, the demo model puts the object in different places in different
+    frames and the windows disagree at their seams (teleports); noise with a common part fixes the layout across
+    frames, and training on the same prior teaches the model to move the object away from it when the caption
+    says so. share 0 is plain independent noise."""
+    own = torch.randn_like(z)
+    if share <= 0:
+        return own
+    common = torch.randn_like(z[:, :, :1]).expand_as(z)
+    return share ** 0.5 * common + (1 - share) ** 0.5 * own
+
+
 TRAINABLE = ("modules", "all")  # what stage 3 trains: the motion modules alone, or every UNet weight
 
 
@@ -252,7 +267,7 @@ def train_motion_modules(motion, text_encoder, tokenizer, data: MotionData, sche
         z = (data.means[frames] + data.stds[frames] * torch.randn_like(data.means[frames])) * data.scaling
         z = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
         t = torch.randint(0, sched.config.num_train_timesteps, (z.shape[0],), device=device)
-        noise = torch.randn_like(z)
+        noise = mixed_prior_noise(z, cfg.noise_share)
         a = alphas[t].view(-1, 1, 1, 1, 1)
         zt = a.sqrt() * z + (1 - a).sqrt() * noise
         drop = caption_drop(z.shape[0], cfg.caption_dropout, device)

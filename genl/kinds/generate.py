@@ -52,7 +52,7 @@ def run(settings: GenerateSettings, inputs: dict, ctx: JobContext):
                   codenoise=settings.codenoise, seed=settings.seed, callback=ctx.progress,
                   is_cancelled=ctx.is_cancelled)
     if settings.pipeline == "animatediff":
-        return pipe(inputs["timeline"], **common).frames
+        return pipe(inputs["timeline"], noise_share=settings.noise_share, **common).frames
     controls = job_controls(inputs["specs"], inputs["maps"], pipe, settings.num_frames, ctx.models,
                             demo=ctx.demo_world)
     return pipe(inputs["timeline"], attention=settings.attention, motion=tuple(settings.motion),

@@ -154,6 +154,23 @@ def initial_noise(shape, seed: int, device, dtype, init_sigma: float = 1.0) -> t
     return (torch.randn(shape, generator=gen, dtype=torch.float32) * init_sigma).to(device=device, dtype=dtype)
 
 
+def shared_noise(shape, seed: int, device, init_sigma: float, motion=(0.0, 0.0), share: float = 1.0):
+    """(1, C, F, h, w) float32 noise: one frame of noise for all frames, rolled by `motion` latent pixels per
+    frame, mixed with independent noise when share < 1 (sqrt(share) x shared + sqrt(1 - share) x own: the
+    variance stays 1, so every frame is still a draw of the sampler's prior)."""
+    _, c, f, h, w = shape
+    base = initial_noise((1, c, 1, h, w), seed, "cpu", torch.float32)
+    frames = []
+    for k in range(f):
+        dy, dx = int(round(k * motion[1])), int(round(k * motion[0]))
+        frames.append(torch.roll(base, shifts=(dy, dx), dims=(3, 4)))
+    noise = torch.cat(frames, dim=2)
+    if share < 1.0:
+        own = initial_noise(shape, seed + 1, "cpu", torch.float32)
+        noise = share ** 0.5 * noise + (1 - share) ** 0.5 * own
+    return (noise * init_sigma).to(device)
+
+
 @torch.no_grad()
 def decode_latents(vae, latents: torch.Tensor, chunk: int = 8, is_cancelled=None, callback=None) -> np.ndarray:
     """(1, C, F, h, w) latents -> (F, H, W, 3) uint8, a few frames at a time so long videos fit."""

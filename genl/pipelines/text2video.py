@@ -25,6 +25,7 @@ from .common import (
     frames_per_call,
     guided,
     initial_noise,
+    shared_noise,
     make_plan,
     timeline_conditions,
 )
@@ -80,8 +81,10 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         callback: Optional[Progress] = None,
         is_cancelled: Optional[Callable[[], bool]] = None,
         decode_chunk: int = 8,
+        noise_share: float = 0.0,
     ) -> LongVideoOutput:
-        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation (defaults: the paper's)."""
+        """codenoise: M, S, fusion weights, loop, windows per call, prompt interpolation (defaults: the paper's).
+        noise_share: share of the initial noise common to every frame (0: independent frames, as trained)."""
         codenoise = codenoise or CoDenoiseSettings()
         device, dtype = self.unet.device, self.unet.dtype
         use_cfg = guidance_scale > 1.0
@@ -108,7 +111,10 @@ class LongAnimateDiffPipeline(LongVideoPipelineBase):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (1, self.unet.config.in_channels, num_frames,
                  height // self.vae_scale_factor, width // self.vae_scale_factor)
-        latents = initial_noise(shape, seed, device, torch.float32, self.scheduler.init_noise_sigma)
+        if noise_share > 0:  # a layout common to all frames: fewer jumps, less motion (bench/quality_motion.py)
+            latents = shared_noise(shape, seed, device, self.scheduler.init_noise_sigma, share=noise_share)
+        else:
+            latents = initial_noise(shape, seed, device, torch.float32, self.scheduler.init_noise_sigma)
 
         # 4. one short-video model call per stack of clips
         def denoise(x, t, windows):

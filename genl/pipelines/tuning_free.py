@@ -21,27 +21,11 @@ from .common import (
     LongVideoPipelineBase,
     decode_latents,
     image_unet_denoiser,
-    initial_noise,
     make_plan,
     pipeline_controls,
+    shared_noise,
     timeline_conditions,
 )
-
-
-def shared_noise(shape, seed: int, device, init_sigma: float, motion=(0.0, 0.0), share: float = 1.0):
-    """(1, C, F, h, w) noise: one frame of noise for all frames, rolled by `motion` latent pixels per frame,
-    mixed with independent noise when share < 1 (variance stays 1)."""
-    _, c, f, h, w = shape
-    base = initial_noise((1, c, 1, h, w), seed, "cpu", torch.float32)
-    frames = []
-    for k in range(f):
-        dy, dx = int(round(k * motion[1])), int(round(k * motion[0]))
-        frames.append(torch.roll(base, shifts=(dy, dx), dims=(3, 4)))
-    noise = torch.cat(frames, dim=2)
-    if share < 1.0:
-        own = initial_noise(shape, seed + 1, "cpu", torch.float32)
-        noise = share ** 0.5 * noise + (1 - share) ** 0.5 * own
-    return (noise * init_sigma).to(device)
 
 
 class LongTuningFreePipeline(LongVideoPipelineBase):
