@@ -38,7 +38,8 @@ _CODENOISE = {
 _TRIM = {"start": ("The trim start (s)", False, 0, LIMIT, True),
          "end": ("The trim end (s)", False, 0, LIMIT, False)}
 _BY_KIND = {
-    "generate": {"control_scale": ("The control strength", False, 0, 2, True)},
+    "generate": {"control_scale": ("The control strength", False, 0, 2, True),
+                 "noise_share": ("The shared noise", False, 0, 1, True)},
     "edit": {**_TRIM,
              "inversion_steps": ("Inversion steps", True, 1, 1000, True),
              "smoothness": ("Smoothness", False, 0, 1000, True),
@@ -56,7 +57,7 @@ _BY_KIND = {
 _FORM = {"num_frames": "Length (frames)", "fps": "Frames per second", "width": "Width", "height": "Height",
          "seed": "Seed", "steps": "Steps", "guidance": "Guidance", "clip_length": "Clip length M",
          "stride": "Stride S", "start": "Trim start", "end": "Trim end", "strength": "Edit strength",
-         "control_scale": "Control strength"}
+         "control_scale": "Control strength", "noise_share": "Shared noise"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 

@@ -283,7 +283,8 @@ def generate_params(prompt="a red circle", steps=2, **kw):
     rows = {"headers": ["from", "to", "prompt", "negative"], "data": [[0, 15, prompt, ""]], "metadata": None}
     params = dict(rows=rows, unit="frames", num_frames=16, fps=8, width=32, height=32, model="demo", seed=1,
                   randomize=False, steps=steps, guidance=7.5, scheduler="ddim", clip_length=8, stride=4,
-                  weights="flat", schedule="fixed", fusion="output", negative_prompt="", pipeline="animatediff")
+                  weights="flat", schedule="fixed", fusion="output", negative_prompt="", pipeline="animatediff",
+                  noise_share=0.0)
     params.update(kw)
     return params
 
@@ -304,7 +305,8 @@ def test_sigterm_mid_job_then_restart_then_kill_9(tmp_path, start_app):
     outputs = tmp_path / "outputs"
     app = start_app(outputs)
     # hostile input through the API: every error is a sentence, and nothing is queued
-    for name in ("num_frames", "fps", "width", "height", "seed", "steps", "guidance", "clip_length", "stride"):
+    for name in ("num_frames", "fps", "width", "height", "seed", "steps", "guidance", "clip_length", "stride",
+                 "noise_share"):
         for bad in BAD:
             stream = raw_call(app, generate_params(**{name: bad}))
             assert "event: error" in stream, (name, bad, stream)
