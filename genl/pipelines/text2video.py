@@ -25,8 +25,8 @@ from .common import (
     frames_per_call,
     guided,
     initial_noise,
-    shared_noise,
     make_plan,
+    shared_noise,
     timeline_conditions,
 )
 
