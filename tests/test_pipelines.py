@@ -206,7 +206,7 @@ def test_cli_generate_and_errors(tiny_models, tmp_path):
     assert stride.returncode == 2 and "Stride" in stride.stderr
     share = subprocess.run(base + ["--prompt", "a cat", "--noise-share", "1.5", "--out", str(tmp_path / "c5")],
                            capture_output=True, text=True)
-    assert share.returncode == 2 and "shared noise must be between 0 and 1" in share.stderr
+    assert share.returncode == 2 and "shared noise must be at least 0 and at most 1" in share.stderr
 
 
 def test_masked_edit_keeps_everything_outside_the_mask(tiny_models, model_manager):
