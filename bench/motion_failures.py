@@ -22,27 +22,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from genl.demo.world import long_video_timeline, parse_caption, random_long_video  # noqa: E402
 from genl.demo.world_parse import parse_frame  # noqa: E402
-from quality_motion import motion_followed  # noqa: E402
+from quality_motion import motion_followed, sample, use_config  # noqa: E402
 
 TELEPORT = 0.15
+DEFAULT = "dpm++:10:16:trailing:settled:motion"  # the demo's CPU default (ui/common.py DEMO_QUICK)
 
 
-def generate(model: str, videos: int) -> list[np.ndarray]:
+def generate(model: str, videos: int, config: str = DEFAULT) -> list[np.ndarray]:
+    """The motion benchmark's first `videos` videos at 64 frames, under `config` (quality_motion.parse_config)."""
     from genl.models import ModelManager
-    from genl.sampling import make_scheduler
-    from genl.settings import CoDenoiseSettings
-    from genl.timeline import Timeline
 
     pipe = ModelManager(compile=False).get("animatediff", model, device="cpu")
-    pipe.scheduler = make_scheduler("dpm++", {**pipe.scheduler.config, "timestep_spacing": "trailing"})
-    out = []
-    for v in range(videos):
-        spec = random_long_video(1000 + v, num_frames=64)
-        out.append(pipe(Timeline.from_rows(long_video_timeline(spec)), num_frames=64, height=128, width=128,
-                        num_inference_steps=10, guidance_scale=7.5, seed=v,
-                        codenoise=CoDenoiseSettings(clip_length=16, stride=16, weights="flat", schedule="settled",
-                                                    fusion="motion")).frames)
-    return out
+    sampling = use_config(pipe, pipe.scheduler.config, config)
+    return [sample(pipe, random_long_video(1000 + v, num_frames=64), sampling, seed=v) for v in range(videos)]
 
 
 def label(parsed: list, motion: str) -> str:
@@ -61,13 +53,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="assets/demo-model")
     ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--config", default=DEFAULT, help="sampler config as in bench/quality_motion.py")
     ap.add_argument("--out", default="bench/results/motion_failures_cpu.md")
     args = ap.parse_args(argv)
     counts: dict[str, dict[str, int]] = {}
     seams = np.zeros(16, int)
     lines = [f"# Why segments fail the direction check ({args.model}, {args.videos} videos x 64 frames, "
-             "DPM++ 10 trailing, settled clips at S=16 fused in the motion modules, CPU)", "", "```"]
-    for v, frames in enumerate(generate(args.model, args.videos)):
+             f"{args.config}, CPU)", "", "```"]
+    for v, frames in enumerate(generate(args.model, args.videos, args.config)):
         spec = random_long_video(1000 + v, num_frames=64)
         parsed = [parse_frame(f) for f in frames]
         xy = np.array([(p.x, p.y) if p.x is not None else (np.nan, np.nan) for p in parsed])
@@ -78,8 +71,8 @@ def main(argv=None):
                      f"{[a for a, _, _ in timeline][1:]}")
         for a, b, text in timeline:
             motion = parse_caption(text)["motion"]
-            counts.setdefault(motion, {}).setdefault(label(parsed[a:b + 1], motion), 0)
-            counts[motion][label(parsed[a:b + 1], motion)] += 1
+            why = label(parsed[a:b + 1], motion)
+            counts.setdefault(motion, {})[why] = counts.get(motion, {}).get(why, 0) + 1
     lines += ["```", "", "| motion | " + " | ".join(("ok", "teleport", "no-move", "wrong-way/drift")) + " |",
               "|---|---|---|---|---|"]
     for motion, c in sorted(counts.items()):

@@ -132,11 +132,14 @@ def write(rows, args, steps, seconds):
         commit = "unknown"
     meta = {"device": platform.processor() or platform.machine(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "commit": commit, "frames": args.frames, "size": args.size,
-            "steps": steps, "M": 8, "S": 4, "guidance": 7.5, "mask": f"demo world (object_masks demo=True, method {args.mask_method}: "
-            f"{rows[0]['method'] if rows else '-'}), MaskSettings defaults (dilate 2 px, feather 1.5 px)", "seconds": round(seconds, 1), "smoke": args.smoke}
+            "steps": steps, "M": 8, "S": 4, "guidance": 7.5,
+            "mask": f"demo world (object_masks demo=True, method {args.mask_method}: "
+                    f"{rows[0]['method'] if rows else '-'}), MaskSettings defaults (dilate 2 px, feather 1.5 px)",
+            "seconds": round(seconds, 1), "smoke": args.smoke}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = ("masked_edit_smoke" if args.smoke else "masked_edit") + ("_demo_detectors" if args.mask_method == "auto" else "")
+    stem = (("masked_edit_smoke" if args.smoke else "masked_edit")
+            + ("_demo_detectors" if args.mask_method == "auto" else ""))
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
     lines = [
         "# Masked edit on the demo world", "",

@@ -120,6 +120,27 @@ def parse_config(text: str) -> tuple[str, int, int, dict]:
     return name, steps, stride, extra
 
 
+def use_config(pipe, base_config, text: str, weights: str = "flat") -> dict:
+    """Give `pipe` the scheduler of config `text` (parse_config) over `base_config`; the pipeline call's sampling
+    arguments for it (M = 16)."""
+    from genl.sampling import make_scheduler
+
+    name, steps, stride, extra = parse_config(text)
+    codenoise = CoDenoiseSettings(clip_length=16, stride=stride, weights=weights,
+                                  schedule=extra.pop("schedule", "fixed"), fusion=extra.pop("fusion", "output"))
+    noise_share = extra.pop("noise_share", 0.0)
+    pipe.scheduler = make_scheduler(name, {**base_config, **extra})
+    return dict(num_inference_steps=steps, codenoise=codenoise, noise_share=noise_share)
+
+
+def sample(pipe, spec, sampling: dict, seed: int, size: int = 128, guidance: float = 7.5) -> np.ndarray:
+    """Frames of one benchmark video (its own timeline and length) under `use_config`'s sampling arguments."""
+    from genl.timeline import Timeline
+
+    return pipe(Timeline.from_rows(long_video_timeline(spec)), num_frames=spec.num_frames, height=size, width=size,
+                guidance_scale=guidance, seed=seed, **sampling).frames
+
+
 def specs(args) -> list:
     return [random_long_video(seed=1000 + v, num_frames=args.num_frames) for v in range(args.videos)]
 
@@ -149,8 +170,6 @@ def main(argv=None):
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args(argv)
     from genl.models import ModelManager
-    from genl.sampling import make_scheduler
-    from genl.timeline import Timeline
 
     videos = specs(args)
     rows = [{"config": "rendered ground truth"} | mean_row(
@@ -160,25 +179,17 @@ def main(argv=None):
     pipe = ModelManager(compile=False).get("animatediff", args.model, device=args.device)
     base_config = pipe.scheduler.config
     for text in args.configs.split(","):
-        name, steps, stride, extra = parse_config(text)
-        schedule = extra.pop("schedule", "fixed")
-        fusion = extra.pop("fusion", "output")
-        noise_share = extra.pop("noise_share", 0.0)
-        pipe.scheduler = make_scheduler(name, {**base_config, **extra})
+        sampling = use_config(pipe, base_config, text, args.weights)
         per_video, seconds, loads = [], [], []
         for v, spec in enumerate(videos):
             timeline = long_video_timeline(spec)
             t0 = time.perf_counter()
-            out = pipe(Timeline.from_rows(timeline), num_frames=spec.num_frames, height=args.size, width=args.size,
-                       num_inference_steps=steps, guidance_scale=args.guidance,
-                       codenoise=CoDenoiseSettings(clip_length=16, stride=stride, weights=args.weights,
-                                                   schedule=schedule, fusion=fusion),
-                       seed=v, noise_share=noise_share)
+            out = sample(pipe, spec, sampling, seed=v, size=args.size, guidance=args.guidance)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)
             loads.append(os.getloadavg()[0])
-            per_video.append(motion_metrics(out.frames, timeline))
+            per_video.append(motion_metrics(out, timeline))
         row = {"config": text} | mean_row(per_video) | {"seconds_per_video": float(np.mean(seconds)),
                                                              "load": float(np.mean(loads))}
         rows.append(row)

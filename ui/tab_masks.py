@@ -21,9 +21,9 @@ INTRO = ("Name an object (\"the red circle\"), check its masks on a few frames, 
          "GroundingDINO (boxes on keyframes) + SAM 2 (tracked between them); with the demo model they are tiny "
          "ones trained on the demo's shapes world, so they only know its colours and shapes. You can also upload "
          "a mask video (white where the edit may change the video).")
-METHOD_INFO = ("auto: GroundingDINO + SAM 2 (the tiny shapes-world ones with the demo model); grounded_sam2: always the "
-               "detectors; sam3: SAM 3 finds and tracks the object by itself (facebook/sam3); colour: shapes world "
-               "only; upload: your mask video.")
+METHOD_INFO = ("auto: GroundingDINO + SAM 2 (the tiny shapes-world ones with the demo model); grounded_sam2: "
+               "always the detectors; sam3: SAM 3 finds and tracks the object by itself (facebook/sam3); colour: "
+               "shapes world only; upload: your mask video.")
 DEMO_SOURCE = "a red circle moving right over grass"
 DEMO_TARGETS = ["a yellow circle moving right over grass"]
 REAL_TARGETS = ["a golden sports car"]

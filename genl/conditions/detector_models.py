@@ -129,5 +129,5 @@ def clear() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["DEMO_DETECTOR", "DEMO_TRACKER", "ModelNotAvailable", "clear", "demo_detector_settings", "demo_detectors_available",
-           "load_detector", "load_sam3", "load_tracker"]
+__all__ = ["DEMO_DETECTOR", "DEMO_TRACKER", "ModelNotAvailable", "clear", "demo_detector_settings",
+           "demo_detectors_available", "load_detector", "load_sam3", "load_tracker"]
